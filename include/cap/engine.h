@@ -1,0 +1,232 @@
+// Loading, validating and running configurations.
+//
+//   auto loaded = cap::load_configuration(cap::read_folder("examples/hello", &err), registry);
+//   if (!loaded.ok()) print(loaded.diagnostics);          // every error at once
+//   cap::Runtime runtime(loaded.configuration, services);  // one per activation
+//   cap::Workspace ws;                                      // one per thread, reused
+//   cap::Response res;
+//   auto outcome = runtime.handle(request, res, ws);
+//
+// A Configuration is immutable and shared by all threads; a Runtime adds the state of one
+// activation (mode, statistics, trace). Runtime::handle is thread-safe and takes no lock
+// unless a trace is armed.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cap/package.h"
+#include "cap/request.h"
+#include "cap/rule.h"
+
+namespace cap {
+
+struct Diagnostic {
+  enum class Severity { Error, Warning };
+  Severity severity = Severity::Error;
+  std::string file;   // "cap.json", "rulesets/main.json"
+  std::string node;   // node id, or ""
+  std::string param;  // parameter (or field) name, or ""
+  std::string message;
+  /// "FILE: node ID: PARAM: message" (parts that are empty are left out).
+  std::string format() const;
+};
+
+/// Per-node performance data. Counters are relaxed atomics: no lock on the request path.
+struct NodeStats {
+  std::atomic<uint64_t> count{0};
+  std::atomic<uint64_t> nanos{0};  // inline time: the rule itself, not its chains
+  std::atomic<uint64_t> errors{0};
+};
+
+enum class PerformanceLevel { Off, Counts, Timings };
+
+struct Node;
+
+struct RuleSet {
+  std::string name;
+  std::string file;
+  std::string description;
+  std::vector<std::string> exits;
+  std::vector<std::unique_ptr<Node>> nodes;
+  const Node* start = nullptr;
+  bool may_wait = false;
+};
+
+struct Node {
+  std::string id;
+  std::string rule_name;                   // the rule type, or the sub rule set name
+  std::shared_ptr<const RuleType> type;    // keeps the type alive while this node exists
+  std::unique_ptr<Rule> rule;              // null for sub rule sets and RuleSetExit
+  const RuleSet* ruleset = nullptr;        // set when the node runs a sub rule set
+  int exit_index = -1;                     // set for RuleSetExit: index in its set's exits
+  std::vector<std::string> chain_names;    // chain point names in index order
+  std::vector<std::vector<const Node*>> chains;
+  mutable NodeStats stats;
+};
+
+class Configuration {
+ public:
+  std::string name, description;
+  std::string sha256;  // of the packed form, set by the host
+  PerformanceLevel performance = PerformanceLevel::Counts;
+  std::string origin;
+  std::map<std::string, std::string> extensions;  // name -> version
+  std::map<std::string, std::string> databases;   // name -> url (env already resolved)
+  Symbols symbols;
+  std::vector<std::unique_ptr<RuleSet>> rulesets;
+  const RuleSet* entry = nullptr;
+  const RuleSet* content = nullptr;
+  const RuleSet* startup = nullptr;
+  const RuleSet* completion = nullptr;
+  std::vector<std::pair<std::string, const RuleSet*>> modes;
+  std::vector<std::pair<uint32_t, Value>> globals;
+  Package package;  // the files it was loaded from (content/ is served from here)
+  bool may_wait = false;  // some rule set reachable from the entry waits on a service
+
+  const RuleSet* find_ruleset(std::string_view name) const;
+};
+
+struct LoadOptions {
+  /// Reads the process environment for ${env:...}; null uses ::getenv.
+  std::function<std::optional<std::string>(std::string_view)> getenv;
+  Logger* logger = nullptr;
+};
+
+struct LoadResult {
+  std::vector<Diagnostic> diagnostics;  // errors and warnings, in file order
+  std::shared_ptr<const Configuration> configuration;  // null when any error
+  bool ok() const { return configuration != nullptr; }
+  size_t error_count() const;
+};
+
+/// Validates and compiles. Reports every error; never returns a configuration with errors.
+LoadResult load_configuration(const Package& package, const RuleRegistry& registry,
+                              const LoadOptions& options = {});
+
+/// One recorded transaction.
+struct TraceEvent {
+  enum class Kind { Enter, Chain, Return, Set, Delete, Complete, Error };
+  Kind kind;
+  std::string ruleset, node, detail;  // detail: chain point, variable name=value, error
+};
+struct TraceRecord {
+  std::string request;  // "GET /hello?name=Ann"
+  int64_t timestamp_ms = 0;
+  int status = 0;
+  std::vector<TraceEvent> events;
+};
+/// Renders a trace as readable lines.
+std::string format_trace(const TraceRecord& t);
+Value trace_to_value(const TraceRecord& t);
+
+class Trace;
+
+/// Per-thread reusable request state.
+class Workspace {
+ public:
+  Workspace() = default;
+
+ private:
+  friend class Runtime;
+  const Configuration* config_ = nullptr;
+  std::unique_ptr<Variables> vars_;
+};
+
+struct Outcome {
+  bool responded = false;   // a rule set the response
+  bool failed = false;      // an error escaped every FailSafePoint
+  std::string error;        // why, for the log (never secrets)
+  const RuleSet* ruleset = nullptr;
+};
+
+class Runtime {
+ public:
+  Runtime(std::shared_ptr<const Configuration> config, HostServices services);
+  ~Runtime();
+
+  /// Runs the startup rule set, if any. Returns an error message, or "" when fine.
+  std::string startup();
+  /// Runs one request: content rule set, then the entry (or the active mode's) rule set,
+  /// then the completion rule set. Thread-safe.
+  Outcome handle(const Request& request, Response& response, Workspace& ws);
+  /// Like handle, and hands the final variables to `inspect` before they are cleared.
+  Outcome handle(const Request& request, Response& response, Workspace& ws,
+                 const std::function<void(Variables&)>& inspect);
+
+  const Configuration& configuration() const { return *config_; }
+  std::shared_ptr<const Configuration> configuration_ptr() const { return config_; }
+  const HostServices& services() const { return services_; }
+
+  /// The active mode ("" for the normal entry rule set). set_mode fails for unknown names.
+  std::string mode() const;
+  bool set_mode(std::string_view name);
+
+  /// Records the next `n` transactions.
+  void arm_trace(int n);
+  /// The transactions recorded so far (oldest first), and how many remain armed.
+  std::vector<TraceRecord> traces() const;
+  int trace_remaining() const { return trace_armed_.load(std::memory_order_relaxed); }
+
+  /// Per-node statistics and totals as a value (for JSON and tables).
+  Value stats() const;
+  uint64_t requests() const { return requests_.load(std::memory_order_relaxed); }
+
+ private:
+  friend class ExecContext;
+  void run_ruleset(ExecContext& ctx, const RuleSet& rs, const Node* parent);
+  void run_node(ExecContext& ctx, const Node& node);
+  void run_chain(ExecContext& ctx, const Node& node, int chain);
+  Outcome run(ExecContext& ctx, const RuleSet* rs);
+
+  std::shared_ptr<const Configuration> config_;
+  HostServices services_;
+  SystemClock default_clock_;
+  std::atomic<int> mode_{-1};
+  std::atomic<uint64_t> requests_{0};
+  std::atomic<int> trace_armed_{0};
+  mutable std::mutex trace_mu_;
+  std::deque<TraceRecord> traces_;
+};
+
+/// Everything a rule reaches while it runs.
+class ExecContext : public EvalContext {
+ public:
+  ExecContext(Variables& vars, const HostServices& services, Runtime& runtime,
+              Response& response, const Request* request)
+      : EvalContext{vars, services}, runtime_(runtime), response_(response), request_(request) {}
+
+  Response& response() { return response_; }
+  /// The raw request (null while startup rule sets run).
+  const Request* request() const { return request_; }
+  /// Stops all further chain processing for this request (SetCompleted).
+  void complete() { completed_ = true; }
+  bool completed() const { return completed_; }
+  /// Runs the children of the current node's chain point `chain` (for rules returning
+  /// kHandled: FailSafePoint, ForEach).
+  void run_chain(int chain);
+  Runtime& runtime() { return runtime_; }
+  Logger& logger();
+  int64_t now_ms() const;
+  Trace* trace() { return trace_; }
+
+ private:
+  friend class Runtime;
+  Runtime& runtime_;
+  Response& response_;
+  const Request* request_;
+  bool completed_ = false;
+  const Node* current_ = nullptr;
+  std::vector<const Node*> frames_;  // the nodes that called the running sub rule sets
+  Trace* trace_ = nullptr;
+  bool timings_ = false;
+  bool counts_ = false;
+};
+
+}  // namespace cap

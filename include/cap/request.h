@@ -1,0 +1,51 @@
+// The engine's view of an HTTP exchange: plain data, no sockets. The agent's adaptor,
+// capctl and the tests fill a Request and read back a Response.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cap {
+
+/// One incoming request. The strings are owned by the caller and must outlive the call.
+struct Request {
+  std::string_view method = "GET";
+  std::string_view target = "/";  // path and query as received
+  std::vector<std::pair<std::string_view, std::string_view>> headers;
+  std::string_view body;
+  std::string_view remote_addr = "127.0.0.1";
+  std::string_view scheme = "http";
+  int64_t timestamp_ms = 0;  // 0: the host clock's now
+};
+
+/// What the rules produced. `set` is false when no rule answered; the host then answers 404
+/// (endpoint mode) or passes the request to the origin (proxy mode).
+struct Response {
+  bool set = false;
+  int status = 200;
+  std::string content_type;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+
+  void reset() {
+    set = false;
+    status = 200;
+    content_type.clear();
+    headers.clear();
+    body.clear();
+  }
+  /// Adds a header line (several of the same name are kept, as Set-Cookie needs).
+  void add_header(std::string name, std::string value) {
+    headers.emplace_back(std::move(name), std::move(value));
+  }
+};
+
+/// Splits a query string into decoded (name, value) pairs ("+" is a space).
+std::vector<std::pair<std::string, std::string>> parse_query(std::string_view query);
+/// Percent-decodes; `plus_is_space` for form encoding.
+std::string url_decode(std::string_view s, bool plus_is_space);
+
+}  // namespace cap

@@ -1,0 +1,135 @@
+// Host services: the only way a rule reaches the world outside its variables.
+//
+// The agent, capctl and the tests each hand the engine their own implementations, so one
+// rule set runs unchanged in all three. Every service may be called from any thread at
+// the same time; implementations are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cap/value.h"
+
+namespace cap {
+
+enum class LogLevel { Debug, Info, Warn, Error };
+const char* log_level_name(LogLevel l);
+
+class Logger {
+ public:
+  virtual ~Logger() = default;
+  virtual void log(LogLevel level, std::string_view text) = 0;
+};
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  /// Milliseconds since the Unix epoch.
+  virtual int64_t now_ms() const = 0;
+};
+
+/// Named credentials. Values never reach logs, errors or responses.
+class Vault {
+ public:
+  virtual ~Vault() = default;
+  /// The field of credential `name` ("" for a credential that is a single secret).
+  virtual std::optional<std::string> get(std::string_view name, std::string_view field) const = 0;
+};
+
+struct HttpCall {
+  std::string method = "GET";
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  int timeout_ms = 10000;
+};
+struct HttpReply {
+  int status = 0;  // 0 when no answer came; `error` says why
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string error;
+  bool timed_out = false;
+};
+class HttpClient {
+ public:
+  virtual ~HttpClient() = default;
+  virtual HttpReply call(const HttpCall& call) = 0;
+};
+
+struct SqlResult {
+  bool ok = false;
+  std::string error;
+  List rows;             // each a Map of column name to value
+  int64_t affected = 0;  // for statements
+};
+class SqlService {
+ public:
+  virtual ~SqlService() = default;
+  /// Runs `sql` with `args` bound to its `?` placeholders on database `db` (a name from
+  /// cap.json `databases`).
+  virtual SqlResult run(std::string_view db, std::string_view sql, const List& args) = 0;
+};
+
+/// Files under the shared folder. Paths are relative; ".." and absolute paths are refused.
+class Files {
+ public:
+  virtual ~Files() = default;
+  virtual bool read(std::string_view path, std::string* out, std::string* error) = 0;
+  virtual bool write(std::string_view path, std::string_view data, bool append,
+                     std::string* error) = 0;
+};
+
+/// What the engine is handed. Pointers may be null where a host has no such service;
+/// rules that need a missing one fail with an error naming it.
+struct HostServices {
+  Logger* logger = nullptr;
+  const Clock* clock = nullptr;
+  const Vault* vault = nullptr;
+  HttpClient* http = nullptr;
+  SqlService* sql = nullptr;
+  Files* files = nullptr;
+};
+
+/// Default implementations: the system clock, a logger to stderr, an in-memory vault, and
+/// files under a root folder.
+class SystemClock : public Clock {
+ public:
+  int64_t now_ms() const override;
+};
+class StderrLogger : public Logger {
+ public:
+  explicit StderrLogger(LogLevel min = LogLevel::Info) : min_(min) {}
+  void log(LogLevel level, std::string_view text) override;
+
+ private:
+  LogLevel min_;
+};
+class MemoryVault : public Vault {
+ public:
+  /// `credentials`: name -> (field -> secret); a single-secret credential uses field "".
+  void put(std::string name, std::map<std::string, std::string> fields);
+  std::optional<std::string> get(std::string_view name, std::string_view field) const override;
+
+ private:
+  std::map<std::string, std::map<std::string, std::string>, std::less<>> creds_;
+};
+class LocalFiles : public Files {
+ public:
+  explicit LocalFiles(std::string root) : root_(std::move(root)) {}
+  bool read(std::string_view path, std::string* out, std::string* error) override;
+  bool write(std::string_view path, std::string_view data, bool append,
+             std::string* error) override;
+
+ private:
+  std::string root_;
+};
+
+/// Checks a relative path for use under a root: no "..", no absolute path, no NUL.
+bool safe_relative_path(std::string_view path);
+
+}  // namespace cap

@@ -1,0 +1,13 @@
+// Registration of the base catalogue, one function per group (one file each).
+#pragma once
+
+#include "cap/rule.h"
+
+namespace cap::rules {
+
+void register_flow(RuleRegistry& r);   // flow.cpp
+void register_text(RuleRegistry& r);   // text.cpp
+void register_data(RuleRegistry& r);   // data.cpp
+void register_http(RuleRegistry& r);   // http.cpp
+
+}  // namespace cap::rules
