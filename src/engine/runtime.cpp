@@ -427,9 +427,8 @@ std::string format_trace(const TraceRecord& t) {
     out += "  ";
     out += kind_name(e.kind);
     out.append(10 - std::min<size_t>(9, std::string_view(kind_name(e.kind)).size()), ' ');
-    if (!e.ruleset.empty()) out += e.ruleset + "/";
-    if (!e.node.empty()) out += e.node;
-    if (!e.detail.empty()) out += (e.node.empty() && e.ruleset.empty() ? "" : " ") + e.detail;
+    if (!e.node.empty()) out += (e.ruleset.empty() ? "" : e.ruleset + "/") + e.node;
+    if (!e.detail.empty()) out += (e.node.empty() ? "" : " ") + e.detail;
     out += "\n";
   }
   return out;

@@ -80,8 +80,7 @@ bool constant_integer(CompileContext& cc, std::string_view name, int64_t min, in
 int64_t runtime_count(const Param& p, ExecContext& ctx, std::string_view name) {
   double d = p.number(ctx);
   if (!std::isfinite(d) || d < 0)
-    throw EvalError(std::string(name) + " must be a number of 0 or more, got " +
-                    format_number(d));
+    throw EvalError(std::string(name) + " must be a number of 0 or more, got " + format_number(d));
   return static_cast<int64_t>(std::floor(d));
 }
 
@@ -231,8 +230,12 @@ RuleSpec json_parse_spec() {
   s.params = {
       {"input", ParamType::String, true, {}, "The JSON text, e.g. ${BODY}.", {}},
       {"output", ParamType::Variable, true, {}, "The variable that gets the parsed value.", {}},
-      {"error", ParamType::Variable, false, Value("JSON_ERROR"),
-       "The variable that gets the parse error message when the text is not JSON.", {}},
+      {"error",
+       ParamType::Variable,
+       false,
+       Value("JSON_ERROR"),
+       "The variable that gets the parse error message when the text is not JSON.",
+       {}},
   };
   s.chain_points = {"ok", "error"};
   return s;
@@ -240,7 +243,8 @@ RuleSpec json_parse_spec() {
 
 class JsonParseRule : public Rule {
  public:
-  explicit JsonParseRule(const Params& p) : input_(p["input"]), output_(p["output"]), error_(p["error"]) {}
+  explicit JsonParseRule(const Params& p)
+      : input_(p["input"]), output_(p["output"]), error_(p["error"]) {}
 
   int execute(ExecContext& ctx) const override {
     Value scratch;
@@ -275,8 +279,12 @@ RuleSpec json_build_spec() {
       "stays a number, a list stays a list), so {\"id\": \"${ID}\", \"tags\": \"${TAGS}\"} "
       "produces real JSON numbers and arrays. The text goes into `output`.";
   s.params = {
-      {"value", ParamType::Any, true, {},
-       "The JSON structure to render; its strings are templates.", {}},
+      {"value",
+       ParamType::Any,
+       true,
+       {},
+       "The JSON structure to render; its strings are templates.",
+       {}},
       {"output", ParamType::Variable, true, {}, "The variable that gets the JSON text.", {}},
   };
   s.chain_points = {"next"};
@@ -321,63 +329,25 @@ class CsvReader {
     record_line_ = line_;
     while (true) {
       std::string field;
-      if (text_[pos_] == '"') {
-        size_t field_line = line_;
-        ++pos_;
-        while (true) {
-          size_t q = text_.find('"', pos_);
-          if (q == std::string_view::npos) {
-            *error = "line " + std::to_string(field_line) +
-                     ": a quoted field is not closed (missing '\"')";
-            return false;
-          }
-          std::string_view part = text_.substr(pos_, q - pos_);
-          line_ += static_cast<size_t>(std::count(part.begin(), part.end(), '\n'));
-          field.append(part);
-          pos_ = q + 1;
-          if (pos_ < text_.size() && text_[pos_] == '"') {  // "" is one quote
-            field.push_back('"');
-            ++pos_;
-            continue;
-          }
-          break;
-        }
-        if (pos_ < text_.size() && text_[pos_] != delim_ && text_[pos_] != '\n' &&
-            !(text_[pos_] == '\r' && (pos_ + 1 == text_.size() || text_[pos_ + 1] == '\n'))) {
-          *error = "line " + std::to_string(line_) + ": unexpected character '" +
-                   std::string(1, text_[pos_]) + "' after a closing quote";
-          return false;
-        }
+      if (pos_ < text_.size() && text_[pos_] == '"') {
+        if (!read_quoted(field, error)) return false;
       } else {
         size_t end = pos_;
         while (end < text_.size() && text_[end] != delim_ && text_[end] != '\n') ++end;
         std::string_view part = text_.substr(pos_, end - pos_);
-        if ((end == text_.size() || text_[end] == '\n') && !part.empty() && part.back() == '\r')
+        if (!part.empty() && part.back() == '\r' && (end == text_.size() || text_[end] == '\n'))
           part.remove_suffix(1);
         field.assign(part);
         pos_ = end;
       }
       fields.push_back(std::move(field));
-      if (pos_ < text_.size() && text_[pos_] == '\r') ++pos_;  // CR of a CRLF after a quote
       if (pos_ >= text_.size()) return true;
       if (text_[pos_] == '\n') {
         ++pos_;
         ++line_;
         return true;
       }
-      ++pos_;  // the delimiter; a field follows (empty when the line ends here)
-      if (pos_ >= text_.size() || text_[pos_] == '\n' || text_[pos_] == '\r') {
-        std::string_view rest = text_.substr(pos_);
-        if (rest.empty() || rest[0] == '\n' || rest.substr(0, 2) == "\r\n" || rest == "\r") {
-          fields.emplace_back();
-          if (!rest.empty() && rest[0] == '\r') ++pos_;
-          if (pos_ < text_.size()) {
-            ++pos_;
-            ++line_;
-          }
-          return true;
-        }
-      }
+      ++pos_;  // the delimiter: another field follows, empty when the line ends here
     }
   }
 
@@ -385,6 +355,39 @@ class CsvReader {
   size_t record_line() const { return record_line_; }
 
  private:
+  /// Reads a quoted field starting at the opening quote; leaves pos_ on what follows it.
+  bool read_quoted(std::string& field, std::string* error) {
+    size_t field_line = line_;
+    ++pos_;
+    while (true) {
+      size_t q = text_.find('"', pos_);
+      if (q == std::string_view::npos) {
+        *error =
+            "line " + std::to_string(field_line) + ": a quoted field is not closed (missing '\"')";
+        return false;
+      }
+      std::string_view part = text_.substr(pos_, q - pos_);
+      line_ += static_cast<size_t>(std::count(part.begin(), part.end(), '\n'));
+      field.append(part);
+      pos_ = q + 1;
+      if (pos_ < text_.size() && text_[pos_] == '"') {  // "" stands for one quote
+        field.push_back('"');
+        ++pos_;
+        continue;
+      }
+      break;
+    }
+    if (pos_ < text_.size() && text_[pos_] == '\r' &&
+        (pos_ + 1 == text_.size() || text_[pos_ + 1] == '\n'))
+      ++pos_;
+    if (pos_ < text_.size() && text_[pos_] != delim_ && text_[pos_] != '\n') {
+      *error = "line " + std::to_string(line_) + ": unexpected character '" +
+               std::string(1, text_[pos_]) + "' after a closing quote";
+      return false;
+    }
+    return true;
+  }
+
   void skip_blank_lines() {
     while (pos_ < text_.size()) {
       size_t end = pos_;
@@ -411,7 +414,7 @@ struct CsvIndex {
 };
 
 struct CsvOptions {
-  std::string path;        // for messages
+  std::string path;        // inside the configuration
   std::string key_column;  // "" = first column, a header name or a 0-based number
   bool has_header = true;
   char delimiter = ',';
@@ -426,7 +429,7 @@ bool parse_index(std::string_view s, size_t* out) {
 std::shared_ptr<const CsvIndex> build_csv_index(std::string_view content, const CsvOptions& o,
                                                 std::string* error) {
   auto fail = [&](std::string message) {
-    *error = o.path + ": " + message;
+    *error = std::move(message);  // the engine puts the file name in front
     return nullptr;
   };
   auto index = std::make_shared<CsvIndex>();
@@ -497,19 +500,38 @@ RuleSpec csv_lookup_spec() {
       "and a UTF-8 byte order mark are understood; when a key appears twice, the first row "
       "wins.";
   s.params = {
-      {"file", ParamType::String, true, {},
-       "The CSV file inside the configuration, e.g. data/blacklist.csv (no templates).", {}},
+      {"file",
+       ParamType::String,
+       true,
+       {},
+       "The CSV file inside the configuration, e.g. data/blacklist.csv (no templates).",
+       {}},
       {"key", ParamType::String, true, {}, "The key to look up, e.g. ${REMOTE_ADDR}.", {}},
-      {"key_column", ParamType::String, false, Value(""),
+      {"key_column",
+       ParamType::String,
+       false,
+       Value(""),
        "The column holding the keys: a header name or a 0-based number; empty for the "
        "first column.",
        {}},
-      {"has_header", ParamType::Boolean, false, Value(true),
-       "Whether the first line names the columns; without one they are named 0, 1, ...", {}},
-      {"delimiter", ParamType::String, false, Value(","),
-       "The single character between fields (\",\", \";\", \"\\t\", ...).", {}},
-      {"output", ParamType::Variable, false, Value("ROW"),
-       "The variable that gets the row (column name to value).", {}},
+      {"has_header",
+       ParamType::Boolean,
+       false,
+       Value(true),
+       "Whether the first line names the columns; without one they are named 0, 1, ...",
+       {}},
+      {"delimiter",
+       ParamType::String,
+       false,
+       Value(","),
+       "The single character between fields (\",\", \";\", \"\\t\", ...).",
+       {}},
+      {"output",
+       ParamType::Variable,
+       false,
+       Value("ROW"),
+       "The variable that gets the row (column name to value).",
+       {}},
   };
   s.chain_points = {"found", "not_found"};
   return s;
@@ -566,8 +588,8 @@ std::unique_ptr<Rule> make_csv_lookup(CompileContext& cc) {
     if (delimiter == "\\t") delimiter = "\t";
     if (delimiter.size() != 1 || delimiter[0] == '"' || delimiter[0] == '\n' ||
         delimiter[0] == '\r') {
-      cc.error("delimiter", "must be one character other than a quote or a line break, got '" +
-                                delimiter + "'");
+      cc.error("delimiter",
+               "must be one character other than a quote or a line break, got '" + delimiter + "'");
       ok = false;
     } else {
       o.delimiter = delimiter[0];
@@ -589,11 +611,11 @@ std::unique_ptr<Rule> make_csv_lookup(CompileContext& cc) {
     }
   }
   if (!ok) return nullptr;
-  auto file = cc.data_file("file", o.path,
-                           [o](std::string_view content, std::string* error)
-                               -> std::shared_ptr<const void> {
-                             return build_csv_index(content, o, error);
-                           });
+  auto file = cc.data_file(
+      "file", o.path,
+      [o](std::string_view content, std::string* error) -> std::shared_ptr<const void> {
+        return build_csv_index(content, o, error);
+      });
   if (!file) return nullptr;
   return std::make_unique<CsvLookupRule>(std::move(file), p);
 }
@@ -615,14 +637,30 @@ RuleSpec history_recorder_spec() {
   s.params = {
       {"key", ParamType::String, true, {}, "Whose history, e.g. ${REMOTE_ADDR}.", {}},
       {"value", ParamType::Any, true, {}, "The value to record (any type).", {}},
-      {"keep", ParamType::Number, false, Value(5), "How many values to keep per key (constant).",
+      {"keep",
+       ParamType::Number,
+       false,
+       Value(5),
+       "How many values to keep per key (constant).",
        {}},
-      {"read", ParamType::Number, false, Value(2),
-       "How many of the newest values to put into the output.", {}},
-      {"output", ParamType::Variable, false, Value("HISTORY"),
-       "The variable that gets the list of values, newest first.", {}},
-      {"max_keys", ParamType::Number, false, Value(100000),
-       "The most keys kept in memory (constant); the least recently used key goes first.", {}},
+      {"read",
+       ParamType::Number,
+       false,
+       Value(2),
+       "How many of the newest values to put into the output.",
+       {}},
+      {"output",
+       ParamType::Variable,
+       false,
+       Value("HISTORY"),
+       "The variable that gets the list of values, newest first.",
+       {}},
+      {"max_keys",
+       ParamType::Number,
+       false,
+       Value(100000),
+       "The most keys kept in memory (constant); the least recently used key goes first.",
+       {}},
   };
   s.chain_points = {"next"};
   return s;
@@ -637,14 +675,18 @@ struct History {
 class HistoryRecorderRule : public Rule {
  public:
   HistoryRecorderRule(const Params& p, size_t keep, size_t max_keys)
-      : key_(p["key"]), value_(p["value"]), read_(p["read"]), output_(p["output"]),
-        keep_(keep), store_(max_keys) {}
+      : key_(p["key"]),
+        value_(p["value"]),
+        read_(p["read"]),
+        output_(p["output"]),
+        keep_(keep),
+        store_(max_keys) {}
 
   int execute(ExecContext& ctx) const override {
     Value scratch;
     Value v = value_.value(ctx);
-    size_t read = static_cast<size_t>(std::min<int64_t>(
-        runtime_count(read_, ctx, "read"), static_cast<int64_t>(keep_)));
+    size_t read = static_cast<size_t>(
+        std::min<int64_t>(runtime_count(read_, ctx, "read"), static_cast<int64_t>(keep_)));
     std::string_view key = key_text(key_, ctx, scratch, key_buffer());
     List out;
     out.reserve(read);
@@ -683,9 +725,8 @@ std::unique_ptr<Rule> make_history_recorder(CompileContext& cc) {
   if (r.is_constant()) {
     ok = constant_integer(cc, "read", 0, 10000, "", &read) && ok;
     if (ok && read > keep)
-      cc.warning("read", "is " + std::to_string(read) + " but only keep = " +
-                             std::to_string(keep) + " values are kept: at most " +
-                             std::to_string(keep) + " come back");
+      cc.warning("read", "is " + std::to_string(read) + " but only keep = " + std::to_string(keep) +
+                             " values are kept: at most " + std::to_string(keep) + " come back");
   }
   if (!ok) return nullptr;
   return std::make_unique<HistoryRecorderRule>(cc.params(), static_cast<size_t>(keep),
@@ -708,13 +749,25 @@ RuleSpec counter_spec() {
       "recently used going first.";
   s.params = {
       {"key", ParamType::String, true, {}, "What to count, e.g. ${REMOTE_ADDR}.", {}},
-      {"window_ms", ParamType::Number, false, Value(60000),
-       "The sliding window in milliseconds (constant); 0 counts forever.", {}},
+      {"window_ms",
+       ParamType::Number,
+       false,
+       Value(60000),
+       "The sliding window in milliseconds (constant); 0 counts forever.",
+       {}},
       {"increment", ParamType::Number, false, Value(1), "How much to add (may be negative).", {}},
-      {"output", ParamType::Variable, false, Value("COUNT"),
-       "The variable that gets the count after this increment.", {}},
-      {"max_keys", ParamType::Number, false, Value(100000),
-       "The most keys kept in memory (constant); the least recently used key goes first.", {}},
+      {"output",
+       ParamType::Variable,
+       false,
+       Value("COUNT"),
+       "The variable that gets the count after this increment.",
+       {}},
+      {"max_keys",
+       ParamType::Number,
+       false,
+       Value(100000),
+       "The most keys kept in memory (constant); the least recently used key goes first.",
+       {}},
   };
   s.chain_points = {"next"};
   return s;
@@ -723,7 +776,10 @@ RuleSpec counter_spec() {
 class CounterRule : public Rule {
  public:
   CounterRule(const Params& p, int64_t window, size_t max_keys)
-      : key_(p["key"]), increment_(p["increment"]), output_(p["output"]), window_(window),
+      : key_(p["key"]),
+        increment_(p["increment"]),
+        output_(p["output"]),
+        window_(window),
         store_(max_keys) {}
 
   int execute(ExecContext& ctx) const override {
@@ -773,14 +829,25 @@ RuleSpec rate_limiter_spec() {
   s.params = {
       {"key", ParamType::String, true, {}, "Whom to limit, e.g. ${REMOTE_ADDR}.", {}},
       {"limit", ParamType::Number, true, {}, "The most requests allowed in the window.", {}},
-      {"window_ms", ParamType::Number, false, Value(60000),
+      {"window_ms",
+       ParamType::Number,
+       false,
+       Value(60000),
        "The sliding window in milliseconds (constant); 0 makes `limit` a quota that never "
        "resets.",
        {}},
-      {"output", ParamType::Variable, false, Value("RATE_COUNT"),
-       "The variable that gets the number of requests counted in the window.", {}},
-      {"max_keys", ParamType::Number, false, Value(100000),
-       "The most keys kept in memory (constant); the least recently used key goes first.", {}},
+      {"output",
+       ParamType::Variable,
+       false,
+       Value("RATE_COUNT"),
+       "The variable that gets the number of requests counted in the window.",
+       {}},
+      {"max_keys",
+       ParamType::Number,
+       false,
+       Value(100000),
+       "The most keys kept in memory (constant); the least recently used key goes first.",
+       {}},
   };
   s.chain_points = {"allowed", "limited"};
   return s;
@@ -789,7 +856,10 @@ RuleSpec rate_limiter_spec() {
 class RateLimiterRule : public Rule {
  public:
   RateLimiterRule(const Params& p, int64_t window, size_t max_keys)
-      : key_(p["key"]), limit_(p["limit"]), output_(p["output"]), window_(window),
+      : key_(p["key"]),
+        limit_(p["limit"]),
+        output_(p["output"]),
+        window_(window),
         store_(max_keys) {}
 
   int execute(ExecContext& ctx) const override {
