@@ -37,11 +37,12 @@ class Map {
   void append(std::string key, Value v);
   /// Removes `key`; returns whether it was there.
   bool erase(std::string_view key);
-  size_t size() const { return entries_.size(); }
-  bool empty() const { return entries_.empty(); }
-  void reserve(size_t n) { entries_.reserve(n); }
-  auto begin() const { return entries_.begin(); }
-  auto end() const { return entries_.end(); }
+  // Defined below Value: Value is incomplete here.
+  size_t size() const;
+  bool empty() const;
+  void reserve(size_t n);
+  std::vector<Entry>::const_iterator begin() const;
+  std::vector<Entry>::const_iterator end() const;
   bool operator==(const Map& o) const;
 
  private:
@@ -123,6 +124,12 @@ class Value {
                std::shared_ptr<const Map>, Bytes>
       v_;
 };
+
+inline size_t Map::size() const { return entries_.size(); }
+inline bool Map::empty() const { return entries_.empty(); }
+inline void Map::reserve(size_t n) { entries_.reserve(n); }
+inline std::vector<Map::Entry>::const_iterator Map::begin() const { return entries_.begin(); }
+inline std::vector<Map::Entry>::const_iterator Map::end() const { return entries_.end(); }
 
 /// Formats a number as users expect: integers without a decimal point, others with up to
 /// 15 significant digits.

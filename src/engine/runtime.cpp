@@ -83,6 +83,16 @@ class RequestInput : public LazyVariables {
   const Request& req_;
 };
 
+/// An EvalError that has learned which node raised it, on its way up.
+class NodeError : public EvalError {
+ public:
+  NodeError(const EvalError& e, std::string node) : EvalError(e.what()), node_(std::move(node)) {}
+  const std::string& node() const { return node_; }
+
+ private:
+  std::string node_;
+};
+
 }  // namespace
 
 /// Records one transaction while the trace is armed.
@@ -171,7 +181,11 @@ void Runtime::run_chain(ExecContext& ctx, const Node& node, int chain) {
 void Runtime::run_node(ExecContext& ctx, const Node& node) {
   if (ctx.frames_.size() + 1 > kMaxDepth) throw EvalError("rule sets nested too deeply at node " + node.id);
   if (ctx.trace_) ctx.trace_->add(TraceEvent::Kind::Enter, node.id, node.rule_name);
-  const Node* saved = ctx.current_;
+  struct Restore {  // the caller's node again, also when an error unwinds through here
+    ExecContext& c;
+    const Node* saved;
+    ~Restore() { c.current_ = saved; }
+  } restore{ctx, ctx.current_};
   ctx.current_ = &node;
   if (node.ruleset) {  // a sub rule set: its RuleSetExit nodes continue with our chains
     if (ctx.counts_) node.stats.count.fetch_add(1, std::memory_order_relaxed);
@@ -202,9 +216,11 @@ void Runtime::run_node(ExecContext& ctx, const Node& node) {
       int64_t t0 = now_ns();
       try {
         chain = node.rule->execute(ctx);
-      } catch (...) {
-        node.stats.errors.fetch_add(1, std::memory_order_relaxed);
+      } catch (const NodeError&) {
         throw;
+      } catch (const EvalError& e) {
+        node.stats.errors.fetch_add(1, std::memory_order_relaxed);
+        throw NodeError(e, node.id);
       }
       node.stats.nanos.fetch_add(static_cast<uint64_t>(now_ns() - t0), std::memory_order_relaxed);
       node.stats.count.fetch_add(1, std::memory_order_relaxed);
@@ -212,15 +228,16 @@ void Runtime::run_node(ExecContext& ctx, const Node& node) {
       if (ctx.counts_) node.stats.count.fetch_add(1, std::memory_order_relaxed);
       try {
         chain = node.rule->execute(ctx);
-      } catch (...) {
-        node.stats.errors.fetch_add(1, std::memory_order_relaxed);
+      } catch (const NodeError&) {
         throw;
+      } catch (const EvalError& e) {
+        node.stats.errors.fetch_add(1, std::memory_order_relaxed);
+        throw NodeError(e, node.id);
       }
     }
     ctx.current_ = &node;
     if (chain >= 0) run_chain(ctx, node, chain);
   }
-  ctx.current_ = saved;
 }
 
 void Runtime::run_ruleset(ExecContext& ctx, const RuleSet& rs, const Node* parent) {
@@ -248,10 +265,12 @@ Outcome Runtime::run(ExecContext& ctx, const RuleSet* rs) {
   if (!rs) return o;
   try {
     run_ruleset(ctx, *rs, nullptr);
+  } catch (const NodeError& e) {
+    o.failed = true;
+    o.error = std::string("rule set ") + rs->name + ", node " + e.node() + ": " + e.what();
   } catch (const EvalError& e) {
     o.failed = true;
-    o.error = std::string("rule set ") + rs->name + ", node " +
-              (ctx.current_ ? ctx.current_->id : std::string("?")) + ": " + e.what();
+    o.error = std::string("rule set ") + rs->name + ": " + e.what();
   } catch (const std::exception& e) {
     o.failed = true;
     o.error = std::string("rule set ") + rs->name + ": internal error: " + e.what();

@@ -252,6 +252,7 @@ class JsonParseRule : public Rule {
     std::string_view text = key_text(input_, ctx, scratch, buf);
     std::string error;
     Value parsed = json_parse(text, &error, limits_);
+    if (buf.capacity() > kKeepBufferBytes) std::string().swap(buf);  // after a huge input
     if (!error.empty()) {
       ctx.vars.set(error_.slot(), Value(std::move(error)));
       return kError;
@@ -262,6 +263,7 @@ class JsonParseRule : public Rule {
 
  private:
   static constexpr int kOk = 0, kError = 1;
+  static constexpr size_t kKeepBufferBytes = 64 * 1024;
   JsonLimits limits_{64, 16 * 1024 * 1024};
   Param input_, output_, error_;
 };
@@ -895,7 +897,7 @@ std::unique_ptr<Rule> make_rate_limiter(CompileContext& cc) {
   bool ok = constant_integer(cc, "window_ms", 0, kMaxWindowMs, "it shapes the storage", &window);
   ok = constant_integer(cc, "max_keys", 1, kMaxKeysLimit, "it bounds the memory", &max_keys) && ok;
   if (cc.params()["limit"].is_constant())
-    ok = constant_integer(cc, "limit", 0, int64_t{1} << 53, "", &limit) && ok;
+    ok = constant_integer(cc, "limit", 0, 1'000'000'000, "", &limit) && ok;
   if (!ok) return nullptr;
   return std::make_unique<RateLimiterRule>(cc.params(), window, static_cast<size_t>(max_keys));
 }

@@ -325,14 +325,13 @@ void check_status_range(int status) {
     throw EvalError("status must be from 100 to 599, got " + std::to_string(status));
 }
 
-/// Adds the headers of a map value to the response; checks names and values.
-void add_headers(const Value& headers, Response& res) {
-  if (headers.is_null()) return;
+/// The header lines of a map value, checked: names must be tokens, values single-line.
+std::vector<std::pair<std::string, std::string>> header_lines(const Value& headers) {
+  std::vector<std::pair<std::string, std::string>> lines;
+  if (headers.is_null()) return lines;
   if (!headers.is_map())
     throw EvalError(std::string("headers must be a map of name to value, got a ") +
                     type_name(headers.type()));
-  // Checked in full first, so a bad header leaves the response untouched.
-  std::vector<std::pair<std::string, std::string>> lines;
   lines.reserve(headers.as_map().size());
   for (const auto& [name, value] : headers.as_map()) {
     if (!is_token(name)) throw EvalError("headers: '" + name + "' is not a valid header name");
@@ -341,7 +340,7 @@ void add_headers(const Value& headers, Response& res) {
       throw EvalError("headers: the value of '" + name + "' holds a line break");
     lines.emplace_back(name, std::move(text));
   }
-  for (auto& [name, value] : lines) res.add_header(std::move(name), std::move(value));
+  return lines;
 }
 
 class RespondRule : public Rule {
@@ -353,20 +352,24 @@ class RespondRule : public Rule {
         headers_(p["headers"]) {}
 
   int execute(ExecContext& ctx) const override {
+    // Everything is evaluated and checked before the response changes, so a failure (which
+    // a FailSafePoint may catch) leaves it as it was.
     int status = runtime_status(status_, ctx);
     check_status_range(status);
     std::string content_type = content_type_.text(ctx);
     if (!safe_header_value(content_type)) throw EvalError("content_type holds a line break");
-    Response& res = ctx.response();
+    std::vector<std::pair<std::string, std::string>> headers;
     if (headers_.present()) {
       Value scratch;
-      add_headers(headers_.eval(ctx, scratch), res);
+      headers = header_lines(headers_.eval(ctx, scratch));
     }
+    std::string body = body_.text(ctx);
+    Response& res = ctx.response();
     res.set = true;
     res.status = status;
     res.content_type = std::move(content_type);
-    res.body.clear();
-    body_.render(ctx, res.body);
+    res.body = std::move(body);
+    for (auto& [name, value] : headers) res.add_header(std::move(name), std::move(value));
     return 0;
   }
 
