@@ -6,16 +6,16 @@
 // points into one of those is copied up before the frame ends.
 #include "cap/expression.h"
 
-#include <algorithm>
-#include <cmath>
-#include <cstdlib>
-#include <string>
-#include <utility>
-
 #include <re2/re2.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <utility>
 
 namespace cap {
 
@@ -120,9 +120,12 @@ bool arith_operand(const Value& v, double* d) {
 /// The text of a value without copying strings; `buf` holds it for other types.
 std::string_view text(const Value& v, std::string& buf) {
   switch (v.type()) {
-    case Type::String: return v.as_string();
-    case Type::Bytes: return v.as_bytes().data;
-    case Type::Null: return {};
+    case Type::String:
+      return v.as_string();
+    case Type::Bytes:
+      return v.as_bytes().data;
+    case Type::Null:
+      return {};
     default:
       buf.clear();
       v.append_text(buf);
@@ -148,8 +151,8 @@ RE2::Options regex_options() {
 }
 
 std::shared_ptr<const RE2> compile_regex(std::string_view pattern, std::string* error) {
-  auto re = std::make_shared<RE2>(re2::StringPiece(pattern.data(), pattern.size()),
-                                  regex_options());
+  auto re =
+      std::make_shared<RE2>(re2::StringPiece(pattern.data(), pattern.size()), regex_options());
   if (!re->ok()) {
     *error = re->error();
     return nullptr;
@@ -184,15 +187,19 @@ const Value& f_contains(Call& c) {
   const Value& h = c.arg(0);
   std::string b1, b2;
   switch (h.type()) {
-    case Type::Null: return kFalseValue;
+    case Type::Null:
+      return kFalseValue;
     case Type::String:
-    case Type::Bytes: return boolean(text(h, b1).find(text(c.arg(1), b2)) != std::string_view::npos);
+    case Type::Bytes:
+      return boolean(text(h, b1).find(text(c.arg(1), b2)) != std::string_view::npos);
     case Type::List:
       for (const Value& e : h.as_list())
         if (e.equals(c.arg(1))) return kTrueValue;
       return kFalseValue;
-    case Type::Map: return boolean(h.as_map().find(text(c.arg(1), b2)) != nullptr);
-    default: throw EvalError(needs("contains", "a string, list or map", h));
+    case Type::Map:
+      return boolean(h.as_map().find(text(c.arg(1), b2)) != nullptr);
+    default:
+      throw EvalError(needs("contains", "a string, list or map", h));
   }
 }
 
@@ -232,12 +239,23 @@ const Value& f_len(Call& c) {
   const Value& v = c.arg(0);
   size_t n = 0;
   switch (v.type()) {
-    case Type::Null: n = 0; break;
-    case Type::String: n = v.as_string().size(); break;
-    case Type::Bytes: n = v.as_bytes().data.size(); break;
-    case Type::List: n = v.as_list().size(); break;
-    case Type::Map: n = v.as_map().size(); break;
-    default: throw EvalError(needs("len", "a string, list or map", v));
+    case Type::Null:
+      n = 0;
+      break;
+    case Type::String:
+      n = v.as_string().size();
+      break;
+    case Type::Bytes:
+      n = v.as_bytes().data.size();
+      break;
+    case Type::List:
+      n = v.as_list().size();
+      break;
+    case Type::Map:
+      n = v.as_map().size();
+      break;
+    default:
+      throw EvalError(needs("len", "a string, list or map", v));
   }
   return put(c.out, Value(static_cast<double>(n)));
 }
@@ -366,7 +384,8 @@ const Value& f_substr(Call& c) {
   start = std::min(start, size);
   double len = c.n > 2 ? std::trunc(number_arg(c, 2, "substr")) : size;
   len = std::clamp(len, 0.0, size - start);
-  return put(c.out, Value(std::string(s.substr(static_cast<size_t>(start), static_cast<size_t>(len)))));
+  return put(c.out,
+             Value(std::string(s.substr(static_cast<size_t>(start), static_cast<size_t>(len)))));
 }
 
 const Value& f_index_of(Call& c) {
@@ -665,18 +684,25 @@ class CompareNode final : public ExprNode {
     const Value& l = l_->eval(ctx, ls);
     const Value& r = r_->eval(ctx, rs);
     switch (op_) {
-      case CmpOp::Eq: return boolean(l.equals(r));
-      case CmpOp::Ne: return boolean(!l.equals(r));
-      default: break;
+      case CmpOp::Eq:
+        return boolean(l.equals(r));
+      case CmpOp::Ne:
+        return boolean(!l.equals(r));
+      default:
+        break;
     }
     bool ok = false;
     int c = l.compare(r, &ok);
     if (!ok) return kFalseValue;  // values that do not order compare false
     switch (op_) {
-      case CmpOp::Lt: return boolean(c < 0);
-      case CmpOp::Le: return boolean(c <= 0);
-      case CmpOp::Gt: return boolean(c > 0);
-      default: return boolean(c >= 0);
+      case CmpOp::Lt:
+        return boolean(c < 0);
+      case CmpOp::Le:
+        return boolean(c <= 0);
+      case CmpOp::Gt:
+        return boolean(c > 0);
+      default:
+        return boolean(c >= 0);
     }
   }
   void children(std::vector<const ExprNode*>& out) const override {
@@ -693,11 +719,16 @@ enum class ArithOp { Add, Sub, Mul, Div, Mod };
 
 const char* arith_symbol(ArithOp op) {
   switch (op) {
-    case ArithOp::Add: return "+";
-    case ArithOp::Sub: return "-";
-    case ArithOp::Mul: return "*";
-    case ArithOp::Div: return "/";
-    case ArithOp::Mod: return "%";
+    case ArithOp::Add:
+      return "+";
+    case ArithOp::Sub:
+      return "-";
+    case ArithOp::Mul:
+      return "*";
+    case ArithOp::Div:
+      return "/";
+    case ArithOp::Mod:
+      return "%";
   }
   return "?";
 }
@@ -732,9 +763,15 @@ class ArithNode final : public ExprNode {
                       type_name(l.type()) + " and " + type_name(r.type()));
     double v = 0;
     switch (op_) {
-      case ArithOp::Add: v = x + y; break;
-      case ArithOp::Sub: v = x - y; break;
-      case ArithOp::Mul: v = x * y; break;
+      case ArithOp::Add:
+        v = x + y;
+        break;
+      case ArithOp::Sub:
+        v = x - y;
+        break;
+      case ArithOp::Mul:
+        v = x * y;
+        break;
       case ArithOp::Div:
         if (y == 0) throw EvalError("division by zero");
         v = x / y;
@@ -931,7 +968,6 @@ class CallNode final : public ExprNode {
   void children(std::vector<const ExprNode*>& out) const override {
     for (const auto& i : args_) out.push_back(i.get());
   }
-  bool pure() const { return f_->pure; }
 
  private:
   const fn::Function* f_;
@@ -943,16 +979,40 @@ class CallNode final : public ExprNode {
 // Lexer
 
 enum class Tok {
-  End, Number, String, Name,
-  LParen, RParen, LBracket, RBracket, LBrace, RBrace, Comma, Dot, Colon,
-  Eq, Ne, Lt, Le, Gt, Ge, Plus, Minus, Star, Slash, Percent, Bang, AndAnd, OrOr,
+  End,
+  Number,
+  String,
+  Name,
+  LParen,
+  RParen,
+  LBracket,
+  RBracket,
+  LBrace,
+  RBrace,
+  Comma,
+  Dot,
+  Colon,
+  Eq,
+  Ne,
+  Lt,
+  Le,
+  Gt,
+  Ge,
+  Plus,
+  Minus,
+  Star,
+  Slash,
+  Percent,
+  Bang,
+  AndAnd,
+  OrOr,
 };
 
 struct Token {
   Tok kind = Tok::End;
-  size_t pos = 0;          // byte offset in the source
-  std::string_view text;   // the source text of the token
-  std::string str;         // decoded string literal
+  size_t pos = 0;         // byte offset in the source
+  std::string_view text;  // the source text of the token
+  std::string str;        // decoded string literal
   double num = 0;
 };
 
@@ -994,8 +1054,8 @@ class Lexer {
   }
 
   Token next() {
-    while (pos_ < src_.size() && (src_[pos_] == ' ' || src_[pos_] == '\t' || src_[pos_] == '\n' ||
-                                  src_[pos_] == '\r'))
+    while (pos_ < src_.size() &&
+           (src_[pos_] == ' ' || src_[pos_] == '\t' || src_[pos_] == '\n' || src_[pos_] == '\r'))
       ++pos_;
     Token t;
     t.pos = pos_;
@@ -1015,23 +1075,57 @@ class Lexer {
     Tok k;
     size_t len = 1;
     switch (c) {
-      case '(': k = Tok::LParen; break;
-      case ')': k = Tok::RParen; break;
-      case '[': k = Tok::LBracket; break;
-      case ']': k = Tok::RBracket; break;
-      case '{': k = Tok::LBrace; break;
-      case '}': k = Tok::RBrace; break;
-      case ',': k = Tok::Comma; break;
-      case '.': k = Tok::Dot; break;
-      case ':': k = Tok::Colon; break;
-      case '+': k = Tok::Plus; break;
-      case '-': k = Tok::Minus; break;
-      case '*': k = Tok::Star; break;
-      case '/': k = Tok::Slash; break;
-      case '%': k = Tok::Percent; break;
-      case '<': k = two('=') ? (len = 2, Tok::Le) : Tok::Lt; break;
-      case '>': k = two('=') ? (len = 2, Tok::Ge) : Tok::Gt; break;
-      case '!': k = two('=') ? (len = 2, Tok::Ne) : Tok::Bang; break;
+      case '(':
+        k = Tok::LParen;
+        break;
+      case ')':
+        k = Tok::RParen;
+        break;
+      case '[':
+        k = Tok::LBracket;
+        break;
+      case ']':
+        k = Tok::RBracket;
+        break;
+      case '{':
+        k = Tok::LBrace;
+        break;
+      case '}':
+        k = Tok::RBrace;
+        break;
+      case ',':
+        k = Tok::Comma;
+        break;
+      case '.':
+        k = Tok::Dot;
+        break;
+      case ':':
+        k = Tok::Colon;
+        break;
+      case '+':
+        k = Tok::Plus;
+        break;
+      case '-':
+        k = Tok::Minus;
+        break;
+      case '*':
+        k = Tok::Star;
+        break;
+      case '/':
+        k = Tok::Slash;
+        break;
+      case '%':
+        k = Tok::Percent;
+        break;
+      case '<':
+        k = two('=') ? (len = 2, Tok::Le) : Tok::Lt;
+        break;
+      case '>':
+        k = two('=') ? (len = 2, Tok::Ge) : Tok::Gt;
+        break;
+      case '!':
+        k = two('=') ? (len = 2, Tok::Ne) : Tok::Bang;
+        break;
       case '=':
         if (!two('=')) fail(pos_, "unexpected '='; use '==' to compare");
         k = Tok::Eq;
@@ -1047,7 +1141,8 @@ class Lexer {
         k = Tok::OrOr;
         len = 2;
         break;
-      default: fail(pos_, "unexpected character " + describe_char(c));
+      default:
+        fail(pos_, "unexpected character " + describe_char(c));
     }
     t.kind = k;
     t.text = src_.substr(pos_, len);
@@ -1073,8 +1168,11 @@ class Lexer {
     }
     t.kind = Tok::Number;
     t.text = src_.substr(pos_, e - pos_);
-    t.num = std::strtod(std::string(t.text).c_str(), nullptr);
-    if (!std::isfinite(t.num)) fail(pos_, "number " + std::string(t.text) + " is out of range");
+    // from_chars, unlike strtod, ignores the process locale.
+    auto [end, ec] = std::from_chars(t.text.data(), t.text.data() + t.text.size(), t.num);
+    if (ec != std::errc() || end != t.text.data() + t.text.size() || !std::isfinite(t.num))
+      fail(pos_, "number " + std::string(t.text.substr(0, 40)) + (t.text.size() > 40 ? "..." : "") +
+                     " is out of range");
     pos_ = e;
     return t;
   }
@@ -1096,16 +1194,36 @@ class Lexer {
       char e = src_[i + 1];
       i += 2;
       switch (e) {
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case '\\': out += '\\'; break;
-        case '\'': out += '\''; break;
-        case '"': out += '"'; break;
-        case '/': out += '/'; break;
-        case '$': out += '$'; break;
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '\'':
+          out += '\'';
+          break;
+        case '"':
+          out += '"';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case '$':
+          out += '$';
+          break;
         case 'u': {
           uint32_t cp = 0;
           if (!hex4(i, &cp)) fail(i - 2, "invalid \\u escape: expected four hex digits");
@@ -1164,7 +1282,10 @@ enum Prec { kOr = 1, kAnd = 2, kNot = 3, kCompare = 4, kAdd = 5, kMul = 6, kUnar
 class Parser {
  public:
   Parser(std::string_view src, size_t base, CompileEnv& env)
-      : lex_(src, base), base_(base), env_(env), fold_vars_(fold_symbols_),
+      : lex_(src, base),
+        base_(base),
+        env_(env),
+        fold_vars_(fold_symbols_),
         fold_ctx_{fold_vars_, fold_services_} {
     cur_ = lex_.next();
   }
@@ -1192,7 +1313,8 @@ class Parser {
 
   void expect(Tok k, const char* what) {
     if (cur_.kind != k) {
-      if (cur_.kind == Tok::End) fail(cur_.pos, std::string("expected ") + what + " before the end");
+      if (cur_.kind == Tok::End)
+        fail(cur_.pos, std::string("expected ") + what + " before the end");
       fail(cur_.pos, std::string("expected ") + what + ", found " + describe(cur_));
     }
     advance();
@@ -1223,8 +1345,8 @@ class Parser {
     }
     n->depth = depth + 1;
     if (n->depth > kMaxDepth)
-      fail(pos, "expression is nested too deeply (more than " + std::to_string(kMaxDepth) +
-                    " levels)");
+      fail(pos,
+           "expression is nested too deeply (more than " + std::to_string(kMaxDepth) + " levels)");
     if (!pure || !all_constant) return n;
     try {
       Value scratch;
@@ -1240,18 +1362,41 @@ class Parser {
 
   static bool binary_op(const Token& t, int* prec) {
     switch (t.kind) {
-      case Tok::OrOr: *prec = kOr; return true;
-      case Tok::AndAnd: *prec = kAnd; return true;
-      case Tok::Eq: case Tok::Ne: case Tok::Lt: case Tok::Le: case Tok::Gt: case Tok::Ge:
+      case Tok::OrOr:
+        *prec = kOr;
+        return true;
+      case Tok::AndAnd:
+        *prec = kAnd;
+        return true;
+      case Tok::Eq:
+      case Tok::Ne:
+      case Tok::Lt:
+      case Tok::Le:
+      case Tok::Gt:
+      case Tok::Ge:
         *prec = kCompare;
         return true;
-      case Tok::Plus: case Tok::Minus: *prec = kAdd; return true;
-      case Tok::Star: case Tok::Slash: case Tok::Percent: *prec = kMul; return true;
+      case Tok::Plus:
+      case Tok::Minus:
+        *prec = kAdd;
+        return true;
+      case Tok::Star:
+      case Tok::Slash:
+      case Tok::Percent:
+        *prec = kMul;
+        return true;
       case Tok::Name:
-        if (t.text == "or") { *prec = kOr; return true; }
-        if (t.text == "and") { *prec = kAnd; return true; }
+        if (t.text == "or") {
+          *prec = kOr;
+          return true;
+        }
+        if (t.text == "and") {
+          *prec = kAnd;
+          return true;
+        }
         return false;
-      default: return false;
+      default:
+        return false;
     }
   }
 
@@ -1276,19 +1421,45 @@ class Parser {
   NodePtr binary(const Token& op, NodePtr l, NodePtr r) {
     NodePtr n;
     switch (op.kind) {
-      case Tok::Eq: n = std::make_unique<CompareNode>(CmpOp::Eq, std::move(l), std::move(r)); break;
-      case Tok::Ne: n = std::make_unique<CompareNode>(CmpOp::Ne, std::move(l), std::move(r)); break;
-      case Tok::Lt: n = std::make_unique<CompareNode>(CmpOp::Lt, std::move(l), std::move(r)); break;
-      case Tok::Le: n = std::make_unique<CompareNode>(CmpOp::Le, std::move(l), std::move(r)); break;
-      case Tok::Gt: n = std::make_unique<CompareNode>(CmpOp::Gt, std::move(l), std::move(r)); break;
-      case Tok::Ge: n = std::make_unique<CompareNode>(CmpOp::Ge, std::move(l), std::move(r)); break;
-      case Tok::Plus: n = std::make_unique<ArithNode>(ArithOp::Add, std::move(l), std::move(r)); break;
-      case Tok::Minus: n = std::make_unique<ArithNode>(ArithOp::Sub, std::move(l), std::move(r)); break;
-      case Tok::Star: n = std::make_unique<ArithNode>(ArithOp::Mul, std::move(l), std::move(r)); break;
-      case Tok::Slash: n = std::make_unique<ArithNode>(ArithOp::Div, std::move(l), std::move(r)); break;
-      case Tok::Percent: n = std::make_unique<ArithNode>(ArithOp::Mod, std::move(l), std::move(r)); break;
-      case Tok::AndAnd: n = std::make_unique<LogicNode>(true, std::move(l), std::move(r)); break;
-      case Tok::OrOr: n = std::make_unique<LogicNode>(false, std::move(l), std::move(r)); break;
+      case Tok::Eq:
+        n = std::make_unique<CompareNode>(CmpOp::Eq, std::move(l), std::move(r));
+        break;
+      case Tok::Ne:
+        n = std::make_unique<CompareNode>(CmpOp::Ne, std::move(l), std::move(r));
+        break;
+      case Tok::Lt:
+        n = std::make_unique<CompareNode>(CmpOp::Lt, std::move(l), std::move(r));
+        break;
+      case Tok::Le:
+        n = std::make_unique<CompareNode>(CmpOp::Le, std::move(l), std::move(r));
+        break;
+      case Tok::Gt:
+        n = std::make_unique<CompareNode>(CmpOp::Gt, std::move(l), std::move(r));
+        break;
+      case Tok::Ge:
+        n = std::make_unique<CompareNode>(CmpOp::Ge, std::move(l), std::move(r));
+        break;
+      case Tok::Plus:
+        n = std::make_unique<ArithNode>(ArithOp::Add, std::move(l), std::move(r));
+        break;
+      case Tok::Minus:
+        n = std::make_unique<ArithNode>(ArithOp::Sub, std::move(l), std::move(r));
+        break;
+      case Tok::Star:
+        n = std::make_unique<ArithNode>(ArithOp::Mul, std::move(l), std::move(r));
+        break;
+      case Tok::Slash:
+        n = std::make_unique<ArithNode>(ArithOp::Div, std::move(l), std::move(r));
+        break;
+      case Tok::Percent:
+        n = std::make_unique<ArithNode>(ArithOp::Mod, std::move(l), std::move(r));
+        break;
+      case Tok::AndAnd:
+        n = std::make_unique<LogicNode>(true, std::move(l), std::move(r));
+        break;
+      case Tok::OrOr:
+        n = std::make_unique<LogicNode>(false, std::move(l), std::move(r));
+        break;
       default:  // the words 'and' / 'or'
         n = std::make_unique<LogicNode>(op.text == "and", std::move(l), std::move(r));
         break;
@@ -1338,24 +1509,43 @@ class Parser {
   NodePtr primary() {
     Token t = cur_;
     switch (t.kind) {
-      case Tok::Number: advance(); return constant(Value(t.num));
-      case Tok::String: advance(); return constant(Value(std::move(t.str)));
+      case Tok::Number:
+        advance();
+        return constant(Value(t.num));
+      case Tok::String:
+        advance();
+        return constant(Value(std::move(t.str)));
       case Tok::LParen: {
         advance();
         NodePtr n = expression(0);
         expect(Tok::RParen, "')'");
         return n;
       }
-      case Tok::LBracket: return list();
-      case Tok::LBrace: return map();
-      case Tok::Name: break;
-      case Tok::End: fail(t.pos, "unexpected end of expression");
-      default: fail(t.pos, "unexpected " + describe(t));
+      case Tok::LBracket:
+        return list();
+      case Tok::LBrace:
+        return map();
+      case Tok::Name:
+        break;
+      case Tok::End:
+        fail(t.pos, "unexpected end of expression");
+      default:
+        fail(t.pos, "unexpected " + describe(t));
     }
-    if (t.text == "null") { advance(); return constant(Value()); }
-    if (t.text == "true") { advance(); return constant(Value(true)); }
-    if (t.text == "false") { advance(); return constant(Value(false)); }
-    if (t.text == "and" || t.text == "or" || t.text == "not") fail(t.pos, "unexpected " + describe(t));
+    if (t.text == "null") {
+      advance();
+      return constant(Value());
+    }
+    if (t.text == "true") {
+      advance();
+      return constant(Value(true));
+    }
+    if (t.text == "false") {
+      advance();
+      return constant(Value(false));
+    }
+    if (t.text == "and" || t.text == "or" || t.text == "not")
+      fail(t.pos, "unexpected " + describe(t));
     advance();
     if (cur_.kind == Tok::LParen) return call(t);
     return std::make_unique<VarNode>(env_.symbols.intern(t.text));
@@ -1506,12 +1696,16 @@ size_t template_close(std::string_view s, size_t open) {
   for (size_t j = open + 2; j < s.size(); ++j) {
     char c = s[j];
     if (quote) {
-      if (c == '\\') ++j;
-      else if (c == quote) quote = 0;
+      if (c == '\\')
+        ++j;
+      else if (c == quote)
+        quote = 0;
       continue;
     }
-    if (c == '\'' || c == '"') quote = c;
-    else if (c == '{') ++depth;
+    if (c == '\'' || c == '"')
+      quote = c;
+    else if (c == '{')
+      ++depth;
     else if (c == '}') {
       if (depth == 0) return j;
       --depth;
@@ -1541,7 +1735,8 @@ std::string shift_column(const std::string& error, size_t offset) {
   const char* begin = error.data() + kPrefix.size();
   auto [end, ec] = std::from_chars(begin, error.data() + error.size(), column);
   if (ec != std::errc()) return error;
-  return "column " + std::to_string(column + offset) + std::string(end, error.data() + error.size());
+  return "column " + std::to_string(column + offset) +
+         std::string(end, error.data() + error.size());
 }
 
 // Evaluates an expression known to be constant.

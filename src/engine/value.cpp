@@ -2,7 +2,6 @@
 #include "cap/value.h"
 
 #include <boost/json/basic_parser_impl.hpp>
-
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -61,42 +60,66 @@ bool Map::operator==(const Map& o) const {
 
 const char* type_name(Type t) {
   switch (t) {
-    case Type::Null: return "null";
-    case Type::Boolean: return "boolean";
-    case Type::Number: return "number";
-    case Type::String: return "string";
-    case Type::List: return "list";
-    case Type::Map: return "map";
-    case Type::Bytes: return "bytes";
+    case Type::Null:
+      return "null";
+    case Type::Boolean:
+      return "boolean";
+    case Type::Number:
+      return "number";
+    case Type::String:
+      return "string";
+    case Type::List:
+      return "list";
+    case Type::Map:
+      return "map";
+    case Type::Bytes:
+      return "bytes";
   }
   return "unknown";
 }
 
 bool Value::truthy() const {
   switch (type()) {
-    case Type::Null: return false;
-    case Type::Boolean: return as_bool();
+    case Type::Null:
+      return false;
+    case Type::Boolean:
+      return as_bool();
     case Type::Number: {
       double d = as_number();
       return d != 0 && !std::isnan(d);
     }
-    case Type::String: return !as_string().empty();
-    case Type::List: return !as_list().empty();
-    case Type::Map: return !as_map().empty();
-    case Type::Bytes: return !as_bytes().data.empty();
+    case Type::String:
+      return !as_string().empty();
+    case Type::List:
+      return !as_list().empty();
+    case Type::Map:
+      return !as_map().empty();
+    case Type::Bytes:
+      return !as_bytes().data.empty();
   }
   return false;
 }
 
 void Value::append_text(std::string& out) const {
   switch (type()) {
-    case Type::Null: return;
-    case Type::Boolean: out += as_bool() ? "true" : "false"; return;
-    case Type::Number: append_number(out, as_number()); return;
-    case Type::String: out += as_string(); return;
+    case Type::Null:
+      return;
+    case Type::Boolean:
+      out += as_bool() ? "true" : "false";
+      return;
+    case Type::Number:
+      append_number(out, as_number());
+      return;
+    case Type::String:
+      out += as_string();
+      return;
     case Type::List:
-    case Type::Map: append_json(out, *this); return;
-    case Type::Bytes: out += as_bytes().data; return;
+    case Type::Map:
+      append_json(out, *this);
+      return;
+    case Type::Bytes:
+      out += as_bytes().data;
+      return;
   }
 }
 
@@ -109,7 +132,9 @@ std::string Value::to_text() const {
 
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 // Parses trimmed decimal text ("12", " -1.5e3 ", "+4"); rejects anything else, including
 // "inf", "nan" and values out of a double's range.
@@ -142,8 +167,11 @@ double Value::to_number(bool* ok) const {
       d = as_bool() ? 1 : 0;
       good = true;
       break;
-    case Type::String: good = parse_number_text(as_string(), &d); break;
-    default: break;
+    case Type::String:
+      good = parse_number_text(as_string(), &d);
+      break;
+    default:
+      break;
   }
   if (!good) d = std::numeric_limits<double>::quiet_NaN();
   if (ok) *ok = good;
@@ -163,10 +191,14 @@ bool Value::equals(const Value& o) const {
     return false;
   }
   switch (a) {
-    case Type::Null: return true;
-    case Type::Boolean: return as_bool() == o.as_bool();
-    case Type::Number: return as_number() == o.as_number();
-    case Type::String: return as_string() == o.as_string();
+    case Type::Null:
+      return true;
+    case Type::Boolean:
+      return as_bool() == o.as_bool();
+    case Type::Number:
+      return as_number() == o.as_number();
+    case Type::String:
+      return as_string() == o.as_string();
     case Type::List: {
       const List& x = as_list();
       const List& y = o.as_list();
@@ -176,8 +208,10 @@ bool Value::equals(const Value& o) const {
         if (!x[i].equals(y[i])) return false;
       return true;
     }
-    case Type::Map: return &as_map() == &o.as_map() || as_map() == o.as_map();
-    case Type::Bytes: return as_bytes() == o.as_bytes();
+    case Type::Map:
+      return &as_map() == &o.as_map() || as_map() == o.as_map();
+    case Type::Bytes:
+      return as_bytes() == o.as_bytes();
   }
   return false;
 }
@@ -280,14 +314,36 @@ void append_json_string(std::string& out, std::string_view s) {
       continue;
     }
     switch (c) {
-      case '"': out += "\\\""; ++i; continue;
-      case '\\': out += "\\\\"; ++i; continue;
-      case '\n': out += "\\n"; ++i; continue;
-      case '\r': out += "\\r"; ++i; continue;
-      case '\t': out += "\\t"; ++i; continue;
-      case '\b': out += "\\b"; ++i; continue;
-      case '\f': out += "\\f"; ++i; continue;
-      default: break;
+      case '"':
+        out += "\\\"";
+        ++i;
+        continue;
+      case '\\':
+        out += "\\\\";
+        ++i;
+        continue;
+      case '\n':
+        out += "\\n";
+        ++i;
+        continue;
+      case '\r':
+        out += "\\r";
+        ++i;
+        continue;
+      case '\t':
+        out += "\\t";
+        ++i;
+        continue;
+      case '\b':
+        out += "\\b";
+        ++i;
+        continue;
+      case '\f':
+        out += "\\f";
+        ++i;
+        continue;
+      default:
+        break;
     }
     if (c < 0x20) {
       out += "\\u00";
@@ -312,16 +368,24 @@ void append_json_string(std::string& out, std::string_view s) {
 
 void append_json(std::string& out, const Value& v) {
   switch (v.type()) {
-    case Type::Null: out += "null"; return;
-    case Type::Boolean: out += v.as_bool() ? "true" : "false"; return;
+    case Type::Null:
+      out += "null";
+      return;
+    case Type::Boolean:
+      out += v.as_bool() ? "true" : "false";
+      return;
     case Type::Number:
       if (!std::isfinite(v.as_number()))
         out += "null";
       else
         append_number(out, v.as_number());
       return;
-    case Type::String: append_json_string(out, v.as_string()); return;
-    case Type::Bytes: append_json_string(out, v.as_bytes().data); return;
+    case Type::String:
+      append_json_string(out, v.as_string());
+      return;
+    case Type::Bytes:
+      append_json_string(out, v.as_bytes().data);
+      return;
     case Type::List: {
       out += '[';
       bool first = true;

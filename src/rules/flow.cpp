@@ -132,14 +132,16 @@ class ForEach final : public Rule {
     // and maps are shared, so this is a reference-count increment.
     Value held = list_.value(ctx);
     if (held.is_null()) return finish(ctx);
-    if (!held.is_list() && !held.is_map())
+    if (!held.is_list() && !held.is_map()) {
       throw EvalError("parameter 'list' must be a list, a map or null, got " +
                       std::string(type_name(held.type())) + " '" + held.to_text() + "'");
+    }
     size_t count = held.is_list() ? held.as_list().size() : held.as_map().size();
     double max = constant_max_ >= 0 ? constant_max_ : max_items_.number(ctx);
-    if (static_cast<double>(count) > max)
+    if (static_cast<double>(count) > max) {
       throw EvalError("parameter 'list' has " + std::to_string(count) +
                       " items, more than max_items (" + Value(max).to_text() + ")");
+    }
     if (held.is_list()) {
       const List& items = held.as_list();
       for (size_t i = 0; i < items.size() && !ctx.completed(); ++i) {
@@ -195,9 +197,10 @@ class SwitchMode final : public Rule {
     }
     std::string name = mode_.text(ctx);
     if (name == "default") name.clear();
-    if (!ctx.runtime().set_mode(name))
+    if (!ctx.runtime().set_mode(name)) {
       throw EvalError("unknown mode '" + name + "'; known modes: 'default'" +
                       (known_.empty() ? "" : ", " + join_quoted(known_)));
+    }
     return 0;
   }
 

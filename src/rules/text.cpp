@@ -178,15 +178,15 @@ class NameSplitter final : public Rule {
 enum class CompareMode { Auto, Number, Text };
 
 bool parse_compare_mode(std::string_view s, CompareMode* out) {
-  if (s == "auto")
-    *out = CompareMode::Auto;
-  else if (s == "number")
-    *out = CompareMode::Number;
-  else if (s == "text")
-    *out = CompareMode::Text;
-  else
-    return false;
-  return true;
+  static constexpr std::pair<std::string_view, CompareMode> kModes[] = {
+      {"auto", CompareMode::Auto}, {"number", CompareMode::Number}, {"text", CompareMode::Text}};
+  for (auto& [name, mode] : kModes) {
+    if (s == name) {
+      *out = mode;
+      return true;
+    }
+  }
+  return false;
 }
 
 class ValueComparer final : public Rule {
@@ -370,15 +370,15 @@ class StringReplace final : public Rule {
 enum class ListFormat { Map, Text, Json };
 
 bool parse_list_format(std::string_view s, ListFormat* out) {
-  if (s == "map")
-    *out = ListFormat::Map;
-  else if (s == "text")
-    *out = ListFormat::Text;
-  else if (s == "json")
-    *out = ListFormat::Json;
-  else
-    return false;
-  return true;
+  static constexpr std::pair<std::string_view, ListFormat> kFormats[] = {
+      {"map", ListFormat::Map}, {"text", ListFormat::Text}, {"json", ListFormat::Json}};
+  for (auto& [name, format] : kFormats) {
+    if (s == name) {
+      *out = format;
+      return true;
+    }
+  }
+  return false;
 }
 
 class AttributeLister final : public Rule {
@@ -537,7 +537,7 @@ void register_text(RuleRegistry& r) {
                   param("output", ParamType::Variable, false, Value("MATCH"),
                         "The variable that receives the first group or the whole match."),
                   param("groups", ParamType::Variable, false, Value(),
-                        "Optional: the variable that receives the list of all groups.")},
+                        "The variable that receives the list of all capture groups.")},
                  {"found", "not_found"}},
         [](CompileContext& cc) -> std::unique_ptr<Rule> {
           const Params& p = cc.params();

@@ -287,8 +287,8 @@ TEST_F(ExpressionTest, Ordering) {
 }
 
 TEST_F(ExpressionTest, UnorderableComparisonsAreFalse) {
-  for (const char* src : {"S < 1", "S > 1", "S <= 1", "S >= 1", "L < L", "T > F", "M >= M",
-                          "null <= null", "B < 1"})
+  for (const char* src :
+       {"S < 1", "S > 1", "S <= 1", "S >= 1", "L < L", "T > F", "M >= M", "null <= null", "B < 1"})
     EXPECT_EQ(json(src), "false") << src;
 }
 
@@ -483,12 +483,12 @@ TEST_F(ExpressionTest, FunctionNamesAreSortedAndComplete) {
   std::vector<std::string> names = function_names();
   EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
   std::vector<std::string> expected = {
-      "abs",     "base64Decode", "base64Encode", "ceil",    "contains", "default",
-      "endsWith", "floor",       "indexOf",      "isNull",  "join",     "json",
-      "keys",    "len",          "lower",        "matches", "max",      "min",
-      "now",     "number",       "parseJson",    "regexReplace", "replace", "round",
-      "split",   "startsWith",   "string",       "substr",  "trim",     "type",
-      "upper",   "urlDecode",    "urlEncode",    "values"};
+      "abs",      "base64Decode", "base64Encode", "ceil",         "contains", "default",
+      "endsWith", "floor",        "indexOf",      "isNull",       "join",     "json",
+      "keys",     "len",          "lower",        "matches",      "max",      "min",
+      "now",      "number",       "parseJson",    "regexReplace", "replace",  "round",
+      "split",    "startsWith",   "string",       "substr",       "trim",     "type",
+      "upper",    "urlDecode",    "urlEncode",    "values"};
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(names, expected);
   // Every listed name compiles as a function (an arity error, not an unknown name).
@@ -582,9 +582,13 @@ TEST_F(ExpressionTest, RegexReplace) {
   given["PAT"] = Value("[0-9]");
   EXPECT_EQ(json("regexReplace('a1', PAT, '\\0\\0')"), "\"a11\"");
   given["PAT"] = Value("[");
-  EXPECT_EQ(eval_error("regexReplace('a1', PAT, 'x')").rfind("regexReplace(): invalid regular expression", 0), 0u);
+  EXPECT_EQ(eval_error("regexReplace('a1', PAT, 'x')")
+                .rfind("regexReplace(): invalid regular expression", 0),
+            0u);
   given["RW"] = Value("\\3");
-  EXPECT_EQ(eval_error("regexReplace('a1', '(a)', RW)").rfind("regexReplace(): invalid replacement", 0), 0u);
+  EXPECT_EQ(
+      eval_error("regexReplace('a1', '(a)', RW)").rfind("regexReplace(): invalid replacement", 0),
+      0u);
 }
 
 TEST_F(ExpressionTest, SplitAndJoin) {
@@ -593,7 +597,8 @@ TEST_F(ExpressionTest, SplitAndJoin) {
   EXPECT_EQ(json("split('abc', ';')"), "[\"abc\"]");
   EXPECT_EQ(json("split('', ',')"), "[]");
   EXPECT_EQ(json("split(NOT_SET, ',')"), "[]");
-  EXPECT_EQ(json("split('aé€', '')"), "[\"a\",\"é\",\"€\"]") << "an empty separator splits characters";
+  EXPECT_EQ(json("split('aé€', '')"), "[\"a\",\"é\",\"€\"]")
+      << "an empty separator splits characters";
   EXPECT_EQ(json("join(L, '|')"), "\"1|two|[3]\"");
   EXPECT_EQ(json("join([], ',')"), "\"\"");
   EXPECT_EQ(json("join(NOT_SET, ',')"), "\"\"");
@@ -820,8 +825,10 @@ TEST_F(ExpressionTest, CompileErrors) {
   EXPECT_EQ(compile_error("X = 1"), "column 3: unexpected '='; use '==' to compare");
   EXPECT_EQ(compile_error("X & Y"), "column 3: unexpected '&'; use '&&' or 'and'");
   EXPECT_EQ(compile_error("X | Y"), "column 3: unexpected '|'; use '||' or 'or'");
-  EXPECT_EQ(compile_error("1 < X < 3"), "column 7: comparisons cannot be chained; combine them with 'and'");
-  EXPECT_EQ(compile_error("X == 1 == T"), "column 8: comparisons cannot be chained; combine them with 'and'");
+  EXPECT_EQ(compile_error("1 < X < 3"),
+            "column 7: comparisons cannot be chained; combine them with 'and'");
+  EXPECT_EQ(compile_error("X == 1 == T"),
+            "column 8: comparisons cannot be chained; combine them with 'and'");
   EXPECT_EQ(compile_error("X Y"), "column 3: unexpected 'Y' after the end of the expression");
   EXPECT_EQ(compile_error("X )"), "column 3: unexpected ')' after the end of the expression");
   EXPECT_EQ(compile_error("(X"), "column 3: expected ')' before the end");
@@ -840,6 +847,10 @@ TEST_F(ExpressionTest, CompileErrors) {
   EXPECT_EQ(compile_error("X * * 2"), "column 5: unexpected '*'");
   EXPECT_EQ(compile_error("+1"), "column 1: unexpected '+'");
   EXPECT_EQ(compile_error("1e999"), "column 1: number 1e999 is out of range");
+  EXPECT_EQ(compile_error(std::string(400, '9')),
+            "column 1: number " + std::string(40, '9') + "... is out of range");
+  EXPECT_EQ(compile_error(".5"), "column 1: unexpected '.'");
+  EXPECT_EQ(compile_error("1."), "column 3: expected a name after '.'");
   EXPECT_EQ(compile_error("'\\u12'"), "column 2: invalid \\u escape: expected four hex digits");
   EXPECT_EQ(compile_error("'\\ud800'"), "column 2: invalid \\u escape: unpaired surrogate");
   EXPECT_EQ(compile_error("'\\udc00'"), "column 2: invalid \\u escape: unpaired surrogate");
@@ -862,17 +873,21 @@ TEST_F(ExpressionTest, FunctionCompileErrors) {
             "column 22: invalid replacement: Rewrite schema requests 1 matches, but the regexp "
             "only has 0 parenthesized subexpressions.");
   EXPECT_EQ(compile_error("matches(S, 'a' + '[')"),
-            "column 12: invalid regular expression: missing ]: [") << "a folded constant pattern";
+            "column 12: invalid regular expression: missing ]: [")
+      << "a folded constant pattern";
 }
 
 TEST_F(ExpressionTest, NestingLimit) {
   std::string ok = std::string(200, '(') + "X" + std::string(200, ')');
   EXPECT_EQ(text(ok), "5");
   std::string deep = std::string(100000, '(') + "X" + std::string(100000, ')');
-  EXPECT_EQ(compile_error(deep), "column 257: expression is nested too deeply (more than 256 levels)");
+  EXPECT_EQ(compile_error(deep),
+            "column 257: expression is nested too deeply (more than 256 levels)");
   EXPECT_NE(compile_error(std::string(100000, '[')).find("nested too deeply"), std::string::npos);
-  EXPECT_NE(compile_error(std::string(100000, '-') + "X").find("nested too deeply"), std::string::npos);
-  EXPECT_NE(compile_error(std::string(100000, '!') + "X").find("nested too deeply"), std::string::npos);
+  EXPECT_NE(compile_error(std::string(100000, '-') + "X").find("nested too deeply"),
+            std::string::npos);
+  EXPECT_NE(compile_error(std::string(100000, '!') + "X").find("nested too deeply"),
+            std::string::npos);
   std::string calls;
   for (int i = 0; i < 5000; ++i) calls += "len(";
   EXPECT_NE(compile_error(calls).find("nested too deeply"), std::string::npos);
@@ -916,10 +931,11 @@ TEST_F(ExpressionTest, HugeInputs) {
 TEST_F(ExpressionTest, GarbageNeverCrashes) {
   std::mt19937 rng(4242);
   const std::vector<std::string> pieces = {
-      "X", "S", "L", "M", "NOT_SET", "1", "0", "'a'", "\"b\"", "(", ")", "[", "]", "{", "}",
-      ",", ".", ":", "+", "-", "*", "/", "%", "==", "!=", "<", "<=", ">", ">=", "and", "or",
-      "not", "!", "&&", "||", "len(", "split(", "substr(", "matches(", "'(x'", "null", "true",
-      " ", "'", "\\", "$", "${", "#", "\xff", "parseJson(", "json("};
+      "X",  "S",  "L",    "M",      "NOT_SET", "1",          "0",    "'a'",  "\"b\"", "(",   ")",
+      "[",  "]",  "{",    "}",      ",",       ".",          ":",    "+",    "-",     "*",   "/",
+      "%",  "==", "!=",   "<",      "<=",      ">",          ">=",   "and",  "or",    "not", "!",
+      "&&", "||", "len(", "split(", "substr(", "matches(",   "'(x'", "null", "true",  " ",   "'",
+      "\\", "$",  "${",   "#",      "\xff",    "parseJson(", "json("};
   int compiled = 0;
   for (int i = 0; i < 20000; ++i) {
     std::string src;
@@ -1000,7 +1016,8 @@ TEST_F(ExpressionTest, TemplateLiteralText) {
 TEST_F(ExpressionTest, TemplateRendering) {
   EXPECT_EQ(tmpl_text("Hello ${S}!"), "Hello str!");
   EXPECT_EQ(tmpl_text("${S}${X}"), "str5");
-  EXPECT_EQ(tmpl_text("x=${X + 1}, l=${L}, n=${NOT_SET}, t=${T}"), "x=6, l=[1,\"two\",[3]], n=, t=true");
+  EXPECT_EQ(tmpl_text("x=${X + 1}, l=${L}, n=${NOT_SET}, t=${T}"),
+            "x=6, l=[1,\"two\",[3]], n=, t=true");
   EXPECT_EQ(tmpl_text("${ M['user-agent'] }"), "curl/8");
   Value v = tmpl_value("n=${X}");
   EXPECT_TRUE(v.is_string()) << "a template with text around the expression is a string";

@@ -254,7 +254,10 @@ TEST(Json, EscapesStrings) {
   EXPECT_EQ(to_json(Value(std::string("\x01\x1f", 2))), R"("\u0001\u001f")");
   EXPECT_EQ(to_json(Value(std::string(1, '\0'))), R"("\u0000")");
   EXPECT_EQ(to_json(Value("é€😀")), "\"é€😀\"") << "valid UTF-8 passes through";
-  EXPECT_EQ(to_json(Value("a\xff" "b")), R"("a\ufffdb")") << "invalid UTF-8 is replaced";
+  EXPECT_EQ(to_json(Value("a\xff"
+                          "b")),
+            R"("a\ufffdb")")
+      << "invalid UTF-8 is replaced";
   EXPECT_EQ(to_json(Value("\xc3")), R"("\ufffd")") << "a truncated sequence is replaced";
   EXPECT_EQ(to_json(Value("\xed\xa0\x80")), R"("\ufffd\ufffd\ufffd")") << "no surrogates";
   EXPECT_EQ(to_json(Value(Bytes{std::string("\x80\x00z", 3)})), R"("\ufffd\u0000z")");
@@ -351,9 +354,9 @@ TEST(Json, MalformedInput) {
   EXPECT_EQ(parse_error(" \n"), "invalid JSON: the text is empty");
   EXPECT_EQ(parse_error("[1] x"), "invalid JSON at byte 5: extra data");
   EXPECT_EQ(parse_error("[1,"), "invalid JSON at byte 4: incomplete JSON");
-  for (const char* bad : {"{", "[1,]", "{\"a\"}", "{'a':1}", "tru", "nul", "01", "1.", "-",
-                          "\"unterminated", "[1 2]", "{\"a\":1,}", "/* c */ 1", "\"\\x\"",
-                          "\"\xff\"", "NaN", "Infinity", "\"\\ud800\""}) {
+  for (const char* bad :
+       {"{", "[1,]", "{\"a\"}", "{'a':1}", "tru", "nul", "01", "1.", "-", "\"unterminated", "[1 2]",
+        "{\"a\":1,}", "/* c */ 1", "\"\\x\"", "\"\xff\"", "NaN", "Infinity", "\"\\ud800\""}) {
     std::string error = parse_error(bad);
     EXPECT_EQ(error.rfind("invalid JSON", 0), 0u) << bad << " gave: " << error;
   }

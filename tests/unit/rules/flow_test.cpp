@@ -28,7 +28,8 @@ TEST(FlowIfCondition, TakesTrueOrFalse) {
   auto h = Harness::rules(R"({
     "a": {"rule": "IfCondition", "with": {"condition": "y == 1"},
           "then": {"true": ["t"], "false": ["f"]}},
-    )" + mark("t", "true") + "," + mark("f", "false") + "}",
+    )" + mark("t", "true") + "," +
+                              mark("f", "false") + "}",
                           "a");
   ASSERT_TRUE(h.ok()) << h.errors();
   EXPECT_EQ(trail(h.request("GET /x?y=1")), "true ");
@@ -40,7 +41,8 @@ TEST(FlowIfCondition, EmptyAndUnsetValuesAreFalse) {
   auto h = Harness::rules(R"({
     "a": {"rule": "IfCondition", "with": {"condition": "name"},
           "then": {"true": ["t"], "false": ["f"]}},
-    )" + mark("t", "true") + "," + mark("f", "false") + "}",
+    )" + mark("t", "true") + "," +
+                              mark("f", "false") + "}",
                           "a");
   ASSERT_TRUE(h.ok()) << h.errors();
   EXPECT_EQ(trail(h.request("GET /x?name=Ann")), "true ");
@@ -59,8 +61,8 @@ TEST(FlowIfCondition, MissingConditionIsReported) {
 }
 
 TEST(FlowIfCondition, SyntaxErrorInConditionIsReported) {
-  auto h = Harness::rules(R"({"a": {"rule": "IfCondition", "with": {"condition": "URI =="}}})",
-                          "a");
+  auto h =
+      Harness::rules(R"({"a": {"rule": "IfCondition", "with": {"condition": "URI =="}}})", "a");
   ASSERT_FALSE(h.ok());
   std::string e = h.errors();
   EXPECT_NE(e.find("node a"), std::string::npos) << e;
@@ -74,7 +76,8 @@ TEST(FlowSwitch, TakesTheMatchingCaseElseDefault) {
   auto h = Harness::rules(R"({
     "s": {"rule": "Switch", "with": {"value": "${METHOD}"},
           "then": {"GET": ["g"], "POST": ["p"], "default": ["d"]}},
-    )" + mark("g", "get") + "," + mark("p", "post") + "," + mark("d", "other") + "}",
+    )" + mark("g", "get") + "," +
+                              mark("p", "post") + "," + mark("d", "other") + "}",
                           "s");
   ASSERT_TRUE(h.ok()) << h.errors();
   EXPECT_EQ(trail(h.request("GET /x")), "get ");
@@ -86,7 +89,8 @@ TEST(FlowSwitch, MatchesTheTextOfTypedValuesExactly) {
   auto h = Harness::rules(R"({
     "s": {"rule": "Switch", "with": {"value": "${len(name)}"},
           "then": {"3": ["three"], "4": ["four"], "default": ["d"]}},
-    )" + mark("three", "three") + "," + mark("four", "four") + "," + mark("d", "other") + "}",
+    )" + mark("three", "three") +
+                              "," + mark("four", "four") + "," + mark("d", "other") + "}",
                           "s");
   ASSERT_TRUE(h.ok()) << h.errors();
   EXPECT_EQ(trail(h.request("GET /x?name=Ann")), "three ");
@@ -98,7 +102,8 @@ TEST(FlowSwitch, CaseMatchingIsCaseSensitive) {
   auto h = Harness::rules(R"({
     "s": {"rule": "Switch", "with": {"value": "${v}"},
           "then": {"red": ["r"], "default": ["d"]}},
-    )" + mark("r", "red") + "," + mark("d", "other") + "}",
+    )" + mark("r", "red") + "," +
+                              mark("d", "other") + "}",
                           "s");
   ASSERT_TRUE(h.ok()) << h.errors();
   EXPECT_EQ(trail(h.request("GET /x?v=red")), "red ");
@@ -133,7 +138,8 @@ TEST(FlowSetCompleted, StopsLaterSiblingsAndEverythingAfter) {
     "start": {"rule": "Comment", "then": {"next": ["inner", "late"]}},
     "inner": {"rule": "Comment", "then": {"next": ["b", "stop", "d"]}},
     "stop": {"rule": "SetCompleted"},
-    )" + mark("b", "b") + "," + mark("d", "d") + "," + mark("late", "late") + "}",
+    )" + mark("b", "b") + "," +
+                              mark("d", "d") + "," + mark("late", "late") + "}",
                           "start");
   ASSERT_TRUE(h.ok()) << h.errors();
   auto r = h.request("GET /x");
@@ -147,7 +153,8 @@ TEST(FlowSetCompleted, InsideASubRuleSetStopsTheCaller) {
        "call": {"ruleset": "sub"},
        )" + mark("after", "after") + "}}"},
              {"rulesets/sub.json", R"({"name": "sub", "start": "s", "rules": {
-       )" + mark("s", "sub", R"(["stop"])") + R"(,
+       )" + mark("s", "sub", R"(["stop"])") +
+                                       R"(,
        "stop": {"rule": "SetCompleted"}}})"}});
   ASSERT_TRUE(h.ok()) << h.errors();
   EXPECT_EQ(trail(h.request("GET /x")), "sub ");
@@ -167,9 +174,10 @@ TEST(FlowSetCompleted, HasNoChainPoints) {
 // ------------------------------------------------------------------------------ RuleSetExit
 
 Harness nested(const std::string& main_rules, const std::string& start) {
-  return Harness({{"rulesets/main.json",
-                   R"({"name": "main", "start": ")" + start + R"(", "rules": )" + main_rules + "}"},
-                  {"rulesets/sub.json", R"({"name": "sub", "start": "check", "exits": ["OK", "NOTFOUND"],
+  return Harness(
+      {{"rulesets/main.json",
+        R"({"name": "main", "start": ")" + start + R"(", "rules": )" + main_rules + "}"},
+       {"rulesets/sub.json", R"({"name": "sub", "start": "check", "exits": ["OK", "NOTFOUND"],
        "rules": {
          "check": {"rule": "IfCondition", "with": {"condition": "y == 1"},
                    "then": {"true": ["ok"], "false": ["nf"]}},
@@ -181,8 +189,8 @@ TEST(FlowRuleSetExit, ExitNamesBecomeChainPointsOfTheCaller) {
   auto h = nested(R"({
        "start": {"rule": "Comment", "then": {"next": ["call", "after"]}},
        "call": {"ruleset": "sub", "then": {"OK": ["good"], "NOTFOUND": ["bad"]}},
-       )" + mark("good", "ok") + "," + mark("bad", "notfound") + "," +
-                      mark("after", "after") + "}",
+       )" + mark("good", "ok") +
+                      "," + mark("bad", "notfound") + "," + mark("after", "after") + "}",
                   "start");
   ASSERT_TRUE(h.ok()) << h.errors();
   EXPECT_EQ(trail(h.request("GET /x?y=1")), "ok after ");
@@ -195,10 +203,13 @@ TEST(FlowRuleSetExit, ThreeLevelsDeep) {
        )" + mark("m", "main") + "}}"},
              {"rulesets/mid.json", R"({"name": "mid", "start": "call", "exits": ["DONE"], "rules": {
        "call": {"ruleset": "sub", "then": {"OK": ["m"], "NOTFOUND": ["m"]}},
-       )" + mark("m", "mid", R"(["out"])") + R"(,
+       )" + mark("m", "mid", R"(["out"])") +
+                                       R"(,
        "out": {"rule": "RuleSetExit", "with": {"name": "DONE"}}}})"},
-             {"rulesets/sub.json", R"({"name": "sub", "start": "m", "exits": ["OK", "NOTFOUND"], "rules": {
-       )" + mark("m", "sub", R"(["ok"])") + R"(,
+             {"rulesets/sub.json",
+              R"({"name": "sub", "start": "m", "exits": ["OK", "NOTFOUND"], "rules": {
+       )" + mark("m", "sub", R"(["ok"])") +
+                  R"(,
        "ok": {"rule": "RuleSetExit", "with": {"name": "OK"}}}})"}});
   ASSERT_TRUE(h.ok()) << h.errors();
   EXPECT_EQ(trail(h.request("GET /x")), "sub mid main ");
@@ -254,8 +265,9 @@ const char* kFailing = R"("fails": {"rule": "ValueComparer",
 TEST(FlowFailSafePoint, TakesOkWhenNothingFails) {
   auto h = Harness::rules(R"({
     "fs": {"rule": "FailSafePoint", "then": {"ok": ["fails", "after"], "failed": ["f"]}},
-    )" + std::string(kFailing) + "," + mark("wrong", "compared") + "," + mark("after", "after") +
-                              "," + mark("f", "failed") + "}",
+    )" + std::string(kFailing) +
+                              "," + mark("wrong", "compared") + "," + mark("after", "after") + "," +
+                              mark("f", "failed") + "}",
                           "fs");
   ASSERT_TRUE(h.ok()) << h.errors();
   auto r = h.request("GET /x?y=2");
@@ -267,9 +279,9 @@ TEST(FlowFailSafePoint, TakesOkWhenNothingFails) {
 TEST(FlowFailSafePoint, CatchesAnErrorAndTakesFailed) {
   auto h = Harness::rules(R"({
     "fs": {"rule": "FailSafePoint", "then": {"ok": ["before", "fails", "after"], "failed": ["f"]}},
-    )" + std::string(kFailing) + "," + mark("before", "before") + "," +
-                              mark("wrong", "compared") + "," + mark("after", "after") + "," +
-                              mark("f", "failed") + "}",
+    )" + std::string(kFailing) +
+                              "," + mark("before", "before") + "," + mark("wrong", "compared") +
+                              "," + mark("after", "after") + "," + mark("f", "failed") + "}",
                           "fs");
   ASSERT_TRUE(h.ok()) << h.errors();
   auto r = h.request("GET /x?y=abc");
@@ -282,8 +294,8 @@ TEST(FlowFailSafePoint, CatchesAnErrorAndTakesFailed) {
 }
 
 TEST(FlowFailSafePoint, WithoutItTheRequestFails) {
-  auto h = Harness::rules(
-      "{" + std::string(kFailing) + "," + mark("wrong", "compared") + "}", "fails");
+  auto h =
+      Harness::rules("{" + std::string(kFailing) + "," + mark("wrong", "compared") + "}", "fails");
   ASSERT_TRUE(h.ok()) << h.errors();
   auto r = h.request("GET /x?y=abc");
   EXPECT_TRUE(r.outcome.failed);
@@ -295,8 +307,8 @@ TEST(FlowFailSafePoint, CustomErrorVariable) {
   auto h = Harness::rules(R"({
     "fs": {"rule": "FailSafePoint", "with": {"error_variable": "WHY"},
            "then": {"ok": ["fails"], "failed": ["f"]}},
-    )" + std::string(kFailing) + "," + mark("wrong", "compared") + "," + mark("f", "failed") +
-                              "}",
+    )" + std::string(kFailing) +
+                              "," + mark("wrong", "compared") + "," + mark("f", "failed") + "}",
                           "fs");
   ASSERT_TRUE(h.ok()) << h.errors();
   auto r = h.request("GET /x?y=abc");
@@ -312,13 +324,15 @@ TEST(FlowFailSafePoint, InsideASubRuleSetHandlesItsOwnError) {
        "fs": {"rule": "FailSafePoint", "then": {"ok": ["call"], "failed": ["f"]}},
        "call": {"ruleset": "sub", "then": {"OK": ["ok1"]}},
        "again": {"ruleset": "sub", "then": {"OK": ["ok2"]}},
-       )" + mark("ok1", "ok1") + "," + mark("ok2", "ok2") + "," + mark("f", "failed") + "}}"},
+       )" + mark("ok1", "ok1") + "," + mark("ok2", "ok2") +
+                                        "," + mark("f", "failed") + "}}"},
              {"rulesets/sub.json", R"({"name": "sub", "start": "inner", "exits": ["OK"], "rules": {
        "inner": {"rule": "FailSafePoint", "with": {"error_variable": "INNER"},
                  "then": {"ok": ["deep"]}},
        "deep": {"rule": "IfCondition", "with": {"condition": "true"},
                 "then": {"true": ["fails"], "false": ["wrong"]}},
-       )" + std::string(kFailing) + "," + mark("wrong", "wrong") + R"(,
+       )" + std::string(kFailing) + "," +
+                                       mark("wrong", "wrong") + R"(,
        "out": {"rule": "RuleSetExit", "with": {"name": "OK"}}}})"}});
   // `inner` has no failed chain: the sub rule set ends without an exit, so the callers'
   // chains do not run, and the request goes on without failing.
@@ -336,13 +350,14 @@ TEST(FlowFailSafePoint, CatchesAcrossRuleSetsAndTheCallerStillWorks) {
        "call": {"ruleset": "sub", "then": {"OK": ["ok1"]}},
        "again": {"ruleset": "sub", "then": {"OK": ["ok2"]}},
        "fix": {"rule": "SetVariable", "with": {"name": "y", "value": "fixed"}},
-       )" + mark("ok1", "ok1") + "," + mark("ok2", "ok2") + "," +
-                                      mark("f", "failed", R"(["fix"])") + "," +
-                                      mark("notreached", "notreached") + "}}"},
+       )" + mark("ok1", "ok1") + "," + mark("ok2", "ok2") +
+                                        "," + mark("f", "failed", R"(["fix"])") + "," +
+                                        mark("notreached", "notreached") + "}}"},
              {"rulesets/sub.json", R"({"name": "sub", "start": "deep", "exits": ["OK"], "rules": {
        "deep": {"rule": "IfCondition", "with": {"condition": "y != 'abc'"},
                 "then": {"true": ["out"], "false": ["fails"]}},
-       )" + std::string(kFailing) + "," + mark("wrong", "wrong") + R"(,
+       )" + std::string(kFailing) + "," +
+                                       mark("wrong", "wrong") + R"(,
        "out": {"rule": "RuleSetExit", "with": {"name": "OK"}}}})"}});
   ASSERT_TRUE(h.ok()) << h.errors();
   auto r = h.request("GET /x?y=abc");
@@ -358,7 +373,8 @@ TEST(FlowFailSafePoint, CatchesAcrossRuleSetsAndTheCallerStillWorks) {
 TEST(FlowFailSafePoint, AnErrorInFailedFailsTheRequest) {
   auto h = Harness::rules(R"({
     "fs": {"rule": "FailSafePoint", "then": {"ok": ["fails"], "failed": ["fails"]}},
-    )" + std::string(kFailing) + "," + mark("wrong", "compared") + "}",
+    )" + std::string(kFailing) +
+                              "," + mark("wrong", "compared") + "}",
                           "fs");
   ASSERT_TRUE(h.ok()) << h.errors();
   auto r = h.request("GET /x?y=abc");
@@ -372,7 +388,8 @@ std::string for_each_rules(const std::string& items, const std::string& with) {
   return R"({
     "set": {"rule": "SetVariable", "with": {"name": "ITEMS", "value": )" +
          items + R"(}, "then": {"next": ["loop"]}},
-    "loop": {"rule": "ForEach", "with": {"list": "${ITEMS}")" + with + R"(},
+    "loop": {"rule": "ForEach", "with": {"list": "${ITEMS}")" +
+         with + R"(},
              "then": {"each": ["step"], "done": ["done"]}},
     "step": {"rule": "SetVariable", "with": {"name": "TRAIL", "value": "${TRAIL}${INDEX}=${ITEM} "}},
     )" + mark("done", "done") +
@@ -431,8 +448,8 @@ TEST(FlowForEach, ExactlyMaxItemsIsFine) {
 }
 
 TEST(FlowForEach, MaxItemsFromATemplate) {
-  auto h = Harness::rules(for_each_rules(R"(["a", "b", "c"])", R"(, "max_items": "${max}")"),
-                          "set");
+  auto h =
+      Harness::rules(for_each_rules(R"(["a", "b", "c"])", R"(, "max_items": "${max}")"), "set");
   ASSERT_TRUE(h.ok()) << h.errors();
   EXPECT_EQ(trail(h.request("GET /x?max=3")), "0=a 1=b 2=c done ");
   auto r = h.request("GET /x?max=1");
@@ -484,7 +501,8 @@ TEST(FlowForEach, StopsWhenARuleCompletesTheRequest) {
     "step": {"rule": "SetVariable", "with": {"name": "TRAIL", "value": "${TRAIL}${ITEM} "}},
     "check": {"rule": "IfCondition", "with": {"condition": "ITEM == 'b'"}, "then": {"true": ["stop"]}},
     "stop": {"rule": "SetCompleted"},
-    )" + mark("done", "done") + "}",
+    )" + mark("done", "done") +
+                              "}",
                           "loop");
   ASSERT_TRUE(h.ok()) << h.errors();
   EXPECT_EQ(trail(h.request("GET /x")), "a b ");
@@ -541,7 +559,8 @@ std::map<std::string, std::string> mode_files(const std::string& mode_value) {
                        "then": {"true": ["switch"], "false": ["m"]}},
              "switch": {"rule": "SwitchMode", "with": {"mode": ")" +
                                      mode_value + R"("}, "then": {"next": ["sw"]}},
-             )" + mark("m", "main") + "," + mark("sw", "switched") + "}}"},
+             )" + mark("m", "main") + "," +
+                                     mark("sw", "switched") + "}}"},
           {"rulesets/maint.json", R"({"name": "maint", "start": "check", "rules": {
              "check": {"rule": "IfCondition", "with": {"condition": "y == 'back'"},
                        "then": {"true": ["switch"], "false": ["m"]}},
@@ -587,15 +606,13 @@ TEST(FlowSwitchMode, UnknownConstantModeIsReported) {
   std::string e = h.errors();
   EXPECT_NE(e.find("rulesets/main.json"), std::string::npos) << e;
   EXPECT_NE(e.find("node switch"), std::string::npos) << e;
-  EXPECT_NE(
-      e.find("mode: unknown mode 'Maintenence'; known modes: 'default', 'Maintenance'"),
-      std::string::npos)
+  EXPECT_NE(e.find("mode: unknown mode 'Maintenence'; known modes: 'default', 'Maintenance'"),
+            std::string::npos)
       << e;
 }
 
 TEST(FlowSwitchMode, WithoutModesOnlyDefaultIsKnown) {
-  auto h = Harness::rules(R"({"s": {"rule": "SwitchMode", "with": {"mode": "Maintenance"}}})",
-                          "s");
+  auto h = Harness::rules(R"({"s": {"rule": "SwitchMode", "with": {"mode": "Maintenance"}}})", "s");
   ASSERT_FALSE(h.ok());
   std::string e = h.errors();
   EXPECT_NE(e.find("node s"), std::string::npos) << e;
@@ -616,8 +633,8 @@ TEST(FlowSwitchMode, MissingModeIsReported) {
 TEST(FlowCatalogue, EveryRuleHasDocsForItselfAndEachParameter) {
   RuleRegistry reg;
   register_base_rules(reg);
-  for (const char* name : {"IfCondition", "Switch", "SetCompleted", "RuleSetExit",
-                           "FailSafePoint", "ForEach", "Comment", "SwitchMode"}) {
+  for (const char* name : {"IfCondition", "Switch", "SetCompleted", "RuleSetExit", "FailSafePoint",
+                           "ForEach", "Comment", "SwitchMode"}) {
     auto t = reg.find(name);
     ASSERT_TRUE(t) << name;
     EXPECT_EQ(t->spec.group, "Flow") << name;

@@ -64,7 +64,8 @@ TEST(TextSetVariable, WithoutValueSetsNull) {
     "a": {"rule": "SetVariable", "with": {"name": "name"}, "then": {"next": ["check"]}},
     "check": {"rule": "IfCondition", "with": {"condition": "name == null"},
               "then": {"true": ["t"], "false": ["f"]}},
-    )" + took("t", "null") + "," + took("f", "not null") + "}",
+    )" + took("t", "null") + "," +
+                              took("f", "not null") + "}",
                           "a");
   ASSERT_TRUE(h.ok()) << h.errors();
   auto r = h.request("GET /x?name=Ann");
@@ -107,8 +108,8 @@ TEST(TextSetVariable, EmptyComputedNameFails) {
 }
 
 TEST(TextSetVariable, EmptyNameIsReported) {
-  auto h = Harness::rules(R"({"a": {"rule": "SetVariable", "with": {"name": "", "value": 1}}})",
-                          "a");
+  auto h =
+      Harness::rules(R"({"a": {"rule": "SetVariable", "with": {"name": "", "value": 1}}})", "a");
   expect_error(h, {"rulesets/main.json", "node a", "name: must name a variable, not be empty"});
 }
 
@@ -124,7 +125,8 @@ TEST(TextDeleteVariable, RemovesTheVariable) {
     "a": {"rule": "DeleteVariable", "with": {"name": "token"}, "then": {"next": ["check"]}},
     "check": {"rule": "IfCondition", "with": {"condition": "token == null"},
               "then": {"true": ["t"], "false": ["f"]}},
-    )" + took("t", "gone") + "," + took("f", "still there") + "}",
+    )" + took("t", "gone") + "," +
+                              took("f", "still there") + "}",
                           "a");
   ASSERT_TRUE(h.ok()) << h.errors();
   auto r = h.request("GET /x?token=abc");
@@ -135,8 +137,8 @@ TEST(TextDeleteVariable, RemovesTheVariable) {
 }
 
 TEST(TextDeleteVariable, NameFromATemplate) {
-  auto h = Harness::rules(
-      R"({"a": {"rule": "DeleteVariable", "with": {"name": "${which}"}}})", "a");
+  auto h =
+      Harness::rules(R"({"a": {"rule": "DeleteVariable", "with": {"name": "${which}"}}})", "a");
   ASSERT_TRUE(h.ok()) << h.errors();
   auto r = h.request("GET /x?which=secret&secret=s3&other=1");
   EXPECT_FALSE(r.outcome.failed) << r.outcome.error;
@@ -159,7 +161,8 @@ Split split(const std::string& query) {
   auto h = Harness::rules(R"({
     "n": {"rule": "NameSplitter", "with": {"input": "${full}"},
           "then": {"ok": ["ok"], "empty": ["empty"]}},
-    )" + took("ok", "ok") + "," + took("empty", "empty") + "}",
+    )" + took("ok", "ok") + "," +
+                              took("empty", "empty") + "}",
                           "n");
   EXPECT_TRUE(h.ok()) << h.errors();
   auto r = h.request("GET /x?full=" + query);
@@ -240,9 +243,11 @@ TEST(TextNameSplitter, MissingInputIsReported) {
 
 Harness comparer(const std::string& with) {
   return Harness::rules(R"({
-    "c": {"rule": "ValueComparer", "with": )" + with + R"(,
+    "c": {"rule": "ValueComparer", "with": )" +
+                            with + R"(,
           "then": {"above": ["a"], "equal": ["e"], "below": ["b"], "contains": ["c2"]}},
-    )" + took("a", "above") + "," + took("e", "equal") + "," + took("b", "below") + "," +
+    )" + took("a", "above") +
+                            "," + took("e", "equal") + "," + took("b", "below") + "," +
                             took("c2", "contains") + "}",
                         "c");
 }
@@ -307,8 +312,9 @@ TEST(TextValueComparer, NumberModeRefusesText) {
   EXPECT_EQ(r.vars.count("TOOK"), 0u);
   r = h.request("GET /x?a=1");
   EXPECT_TRUE(r.outcome.failed);
-  EXPECT_NE(r.outcome.error.find("parameter 'compare_to' must be a number in mode number, got null"),
-            std::string::npos)
+  EXPECT_NE(
+      r.outcome.error.find("parameter 'compare_to' must be a number in mode number, got null"),
+      std::string::npos)
       << r.outcome.error;
 }
 
@@ -338,9 +344,11 @@ TEST(TextValueComparer, MissingCompareToIsReported) {
 
 Harness extractor(const std::string& with) {
   return Harness::rules(R"json({
-    "r": {"rule": "RegexExtract", "with": )json" + with + R"json(,
+    "r": {"rule": "RegexExtract", "with": )json" +
+                            with + R"json(,
           "then": {"found": ["f"], "not_found": ["n"]}},
-    )json" + took("f", "found") + "," + took("n", "not_found") + "}",
+    )json" + took("f", "found") +
+                            "," + took("n", "not_found") + "}",
                         "r");
 }
 
@@ -368,8 +376,8 @@ TEST(TextRegexExtract, AllGroups) {
   auto r = h.request("GET /x?text=mail+ann@example.org+now");
   EXPECT_EQ(r.var("MATCH").to_text(), "ann");
   ASSERT_TRUE(r.var("PARTS").is_list());
-  EXPECT_EQ(to_json(r.var("PARTS")), to_json(Value(List{Value("ann"), Value("example"),
-                                                        Value("org")})));
+  EXPECT_EQ(to_json(r.var("PARTS")),
+            to_json(Value(List{Value("ann"), Value("example"), Value("org")})));
 }
 
 TEST(TextRegexExtract, GroupThatTookNoPartIsEmpty) {
@@ -409,10 +417,10 @@ TEST(TextRegexExtract, MissingPatternIsReported) {
 // ---------------------------------------------------------------------------- StringReplace
 
 std::string replaced(const std::string& with, const std::string& query) {
-  auto h = Harness::rules(
-      R"json({"s": {"rule": "StringReplace", "with": )json" + with + R"json(,
-                "then": {"next": ["t"]}}, )json" + took("t", "next") + "}",
-      "s");
+  auto h = Harness::rules(R"json({"s": {"rule": "StringReplace", "with": )json" + with + R"json(,
+                "then": {"next": ["t"]}}, )json" +
+                              took("t", "next") + "}",
+                          "s");
   EXPECT_TRUE(h.ok()) << h.errors();
   auto r = h.request("GET /x?" + query);
   EXPECT_FALSE(r.outcome.failed) << r.outcome.error;
@@ -427,14 +435,13 @@ TEST(TextStringReplace, ReplacesEveryOccurrence) {
   EXPECT_EQ(replaced(R"({"input": "${t}", "search": "aa", "replacement": "b", "output": "OUT"})",
                      "t=aaaaa"),
             "bba");
-  EXPECT_EQ(replaced(R"({"input": "${t}", "search": "x", "replacement": "y", "output": "OUT"})",
-                     "t=abc"),
-            "abc");
+  EXPECT_EQ(
+      replaced(R"({"input": "${t}", "search": "x", "replacement": "y", "output": "OUT"})", "t=abc"),
+      "abc");
 }
 
 TEST(TextStringReplace, DefaultReplacementRemoves) {
-  EXPECT_EQ(replaced(R"({"input": "${t}", "search": "o", "output": "OUT"})", "t=foo+bar"),
-            "f bar");
+  EXPECT_EQ(replaced(R"({"input": "${t}", "search": "o", "output": "OUT"})", "t=foo+bar"), "f bar");
 }
 
 TEST(TextStringReplace, SearchFromATemplate) {

@@ -1,0 +1,119 @@
+// The project's HTTP/1.1 server: one Asio event loop per thread, keep-alive and pipelining,
+// limits on header and body size, read, idle and write timeouts enforced by a coarse
+// per-loop sweep (no timer armed per request), graceful drain.
+//
+// Per connection the server reuses its read buffer, its parser state and its response
+// buffer, and stores header views into the read buffer, so a request costs no heap
+// allocation in the server unless its headers or body outgrow the buffers.
+//
+// The handler runs on the connection's loop thread. It answers at once with
+// Exchange::respond, or takes Exchange::defer() and answers later from any thread
+// (rules that wait, proxying). Requests on one connection are answered in order.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cap::net {
+
+struct ServerOptions {
+  std::string address = "0.0.0.0";
+  uint16_t port = 8080;           // 0: pick a free port (see HttpServer::port())
+  int threads = 1;                // event loops
+  size_t max_header_bytes = 16 * 1024;        // larger: 431
+  size_t max_body_bytes = 16 * 1024 * 1024;   // larger: 413
+  std::chrono::milliseconds read_timeout{15000};   // a started request must be read whole: 408
+  std::chrono::milliseconds idle_timeout{60000};   // keep-alive connection with no request: closed
+  std::chrono::milliseconds write_timeout{30000};  // a response must be taken by the client
+  size_t max_connections = 20000;
+  std::string tls_cert_file, tls_key_file;  // both set: TLS (PEM files)
+  std::string name = "web";                 // for log lines
+};
+
+struct HeaderView {
+  std::string_view name, value;
+};
+
+/// What the handler answers. Header names and values must not contain CR or LF (the
+/// server refuses such a response with 500 rather than split it).
+struct ResponseView {
+  int status = 200;
+  std::string_view content_type;  // omitted when empty
+  std::span<const std::pair<std::string, std::string>> headers;
+  std::string_view body;
+  bool close = false;  // close the connection after this response
+};
+
+class Connection;
+
+/// An answer that will come later, from any thread. Exactly one respond() per Deferred;
+/// dropping it unanswered sends 500.
+class Deferred {
+ public:
+  Deferred() = default;
+  explicit Deferred(std::shared_ptr<Connection> c) : conn_(std::move(c)) {}
+  Deferred(Deferred&&) noexcept = default;
+  Deferred& operator=(Deferred&&) noexcept = default;
+  ~Deferred();
+  void respond(const ResponseView& r);
+  explicit operator bool() const { return conn_ != nullptr; }
+
+ private:
+  std::shared_ptr<Connection> conn_;
+};
+
+/// One request. Views stay valid until the request is answered.
+class Exchange {
+ public:
+  virtual ~Exchange() = default;
+  virtual std::string_view method() const = 0;
+  virtual std::string_view target() const = 0;
+  virtual int version() const = 0;  // 10 or 11
+  virtual std::span<const HeaderView> headers() const = 0;
+  /// The value of the first header named `name` (case-insensitive), or "".
+  virtual std::string_view header(std::string_view name) const = 0;
+  virtual std::string_view body() const = 0;
+  virtual std::string_view remote_addr() const = 0;  // the peer's IP address, text
+  virtual bool secure() const = 0;                   // arrived over TLS
+  /// Answers now (on the loop thread, inside the handler).
+  virtual void respond(const ResponseView& r) = 0;
+  /// Answers later: the handler returns without responding.
+  virtual Deferred defer() = 0;
+};
+
+using Handler = std::function<void(Exchange&)>;
+
+class HttpServer {
+ public:
+  HttpServer(ServerOptions options, Handler handler);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  /// Binds and starts the loops. Returns false with `error` when the port cannot be bound
+  /// or TLS files cannot be loaded.
+  bool start(std::string* error);
+  /// The bound port.
+  uint16_t port() const;
+  /// Stops accepting; requests in flight finish; idle keep-alive connections close.
+  void stop_accepting();
+  /// Waits until no request is in flight or `timeout` passes; then closes everything and
+  /// joins the loops. Returns whether everything finished in time.
+  bool drain(std::chrono::milliseconds timeout);
+  /// Requests being handled right now.
+  size_t in_flight() const;
+  size_t connections() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cap::net
