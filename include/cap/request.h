@@ -45,7 +45,38 @@ struct Response {
 
 /// Splits a query string into decoded (name, value) pairs ("+" is a space).
 std::vector<std::pair<std::string, std::string>> parse_query(std::string_view query);
+/// Calls f(name, value) for each query parameter, decoding only when needed: names without
+/// escapes are passed as views into `query`.
+template <typename F>
+void for_each_query_param(std::string_view query, F&& f);
+
 /// Percent-decodes; `plus_is_space` for form encoding.
 std::string url_decode(std::string_view s, bool plus_is_space);
+
+template <typename F>
+void for_each_query_param(std::string_view q, F&& f) {
+  size_t start = 0;
+  while (start < q.size()) {
+    size_t end = q.find('&', start);
+    if (end == std::string_view::npos) end = q.size();
+    std::string_view part = q.substr(start, end - start);
+    if (!part.empty()) {
+      size_t eq = part.find('=');
+      std::string_view name = part.substr(0, eq);
+      std::string_view value = eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1);
+      bool plain_name = name.find_first_of("%+") == std::string_view::npos;
+      std::string value_text = value.find_first_of("%+") == std::string_view::npos
+                                   ? std::string(value)
+                                   : url_decode(value, true);
+      if (plain_name) {
+        f(name, std::move(value_text));
+      } else {
+        std::string decoded = url_decode(name, true);
+        f(std::string_view(decoded), std::move(value_text));
+      }
+    }
+    start = end + 1;
+  }
+}
 
 }  // namespace cap

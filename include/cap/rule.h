@@ -132,12 +132,22 @@ class DataFile {
   std::shared_ptr<const T> get(Logger* logger) const {
     return std::static_pointer_cast<const T>(current(logger));
   }
+  /// Like get, without touching the shared reference count: the pointer stays valid on this
+  /// thread until this thread's next get_pinned call on any data file. For the request path.
+  template <typename T>
+  const T* get_pinned(Logger* logger) const {
+    return static_cast<const T*>(pinned(logger));
+  }
   /// Parses the initial content; false with `error` when it does not parse.
   bool load(std::string* error);
   const std::string& path() const { return display_path_; }
 
  private:
   std::shared_ptr<const void> current(Logger* logger) const;
+  const void* pinned(Logger* logger) const;
+  void maybe_reload(Logger* logger) const;
+  const uint64_t id_;
+  mutable std::atomic<uint64_t> version_{0};
   std::string display_path_, disk_path_;
   std::string initial_;
   Parser parse_;

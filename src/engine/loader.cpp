@@ -206,7 +206,7 @@ class Loader {
 
   const Package& pkg_;
   const RuleRegistry& reg_;
-  const LoadOptions& opts_;
+  [[maybe_unused]] const LoadOptions& opts_;  // clang: -Wunused-private-field
   std::shared_ptr<Configuration> cfg_;
   CompileEnv env_;
   LoadResult out_;
@@ -667,8 +667,9 @@ void Loader::compile_node(RuleSet& rs, Node& node, const json::object& def) {
   Params params;
   bool ok = true;
   for (auto& [k, v] : *with) {
+    std::string_view key(k);  // clang 14 cannot capture a structured binding
     bool found = std::any_of(spec.params.begin(), spec.params.end(),
-                             [&](auto& p) { return p.name == std::string_view(k); });
+                             [&](auto& p) { return p.name == key; });
     if (!found) {
       std::vector<std::string> names;
       for (auto& p : spec.params) names.push_back(p.name);
@@ -840,23 +841,44 @@ void Loader::compile_ruleset(RuleSet& rs, const json::object& doc) {
   }
   rs.start = s->second;
   // Chains must not loop back: a node reached again on its own path would run forever.
+  // Iterative, not recursive: a chain may be as long as the file size allows (100,000+
+  // nodes), and one stack frame per node would overflow the stack.
   {
-    std::unordered_map<const Node*, int> state;
-    std::function<void(const Node*)> visit = [&](const Node* n) {
-      state[n] = 1;
-      for (size_t c = 0; c < n->chains.size(); ++c)
-        for (const Node* t : n->chains[c]) {
-          int st = state[t];
-          if (st == 1)
-            error(file, n->id, "then." + n->chain_names[c],
-                  "leads back to node '" + t->id + "', which would loop forever (use ForEach to repeat)");
-          else if (st == 0)
-            visit(t);
-        }
-      state[n] = 2;
+    std::unordered_map<const Node*, int> state;  // 0 new, 1 on the path, 2 done
+    struct Frame {
+      const Node* n;
+      size_t chain, next;
     };
-    for (auto& n : rs.nodes)
-      if (state[n.get()] == 0) visit(n.get());
+    std::vector<Frame> path;
+    for (auto& root : rs.nodes) {
+      if (state[root.get()] != 0) continue;
+      state[root.get()] = 1;
+      path.push_back({root.get(), 0, 0});
+      while (!path.empty()) {
+        Frame& f = path.back();
+        if (f.chain >= f.n->chains.size()) {
+          state[f.n] = 2;
+          path.pop_back();
+          continue;
+        }
+        if (f.next >= f.n->chains[f.chain].size()) {
+          ++f.chain;
+          f.next = 0;
+          continue;
+        }
+        const Node* n = f.n;
+        size_t c = f.chain;
+        const Node* t = n->chains[c][f.next++];
+        int& st = state[t];
+        if (st == 1) {
+          error(file, n->id, "then." + n->chain_names[c],
+                "leads back to node '" + t->id + "', which would loop forever (use ForEach to repeat)");
+        } else if (st == 0) {
+          st = 1;
+          path.push_back({t, 0, 0});  // invalidates f
+        }
+      }
+    }
   }
   std::set<const Node*> seen;
   std::vector<const Node*> todo{rs.start};

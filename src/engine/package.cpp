@@ -52,7 +52,10 @@ bool read_folder(const std::string& dir, Package* out, std::string* error,
       return false;
     }
     const auto& entry = *it;
-    std::string rel = fs::relative(entry.path(), dir, ec).generic_string();
+    // Lexically: fs::relative would follow a symbolic link to its target, and a link out of
+    // the folder would then look like a hidden "../..." entry and be skipped silently
+    // instead of refused.
+    std::string rel = entry.path().lexically_relative(dir).generic_string();
     if (!rel.empty() && rel[0] == '.') {  // hidden files and folders (.git, editors)
       if (entry.is_directory()) it.disable_recursion_pending();
       continue;

@@ -166,9 +166,14 @@ int64_t steady_ms() {
 }
 }  // namespace
 
+namespace {
+std::atomic<uint64_t> g_next_data_file_id{1};
+}  // namespace
+
 DataFile::DataFile(std::string display_path, std::string disk_path, std::string content,
                    Parser parse)
-    : display_path_(std::move(display_path)),
+    : id_(g_next_data_file_id.fetch_add(1)),
+      display_path_(std::move(display_path)),
       disk_path_(std::move(disk_path)),
       initial_(std::move(content)),
       parse_(std::move(parse)) {}
@@ -177,6 +182,7 @@ bool DataFile::load(std::string* error) {
   auto parsed = parse_(initial_, error);
   if (!parsed) return false;
   std::atomic_store(&data_, parsed);
+  version_.fetch_add(1, std::memory_order_release);
   mtime_ = file_mtime_ns(disk_path_);
   next_check_ms_ = steady_ms() + 1000;
   initial_.clear();
@@ -184,36 +190,59 @@ bool DataFile::load(std::string* error) {
   return true;
 }
 
-std::shared_ptr<const void> DataFile::current(Logger* logger) const {
-  if (!disk_path_.empty()) {
-    int64_t now = steady_ms();
-    if (now >= next_check_ms_.load(std::memory_order_relaxed) &&
-        !reloading_.test_and_set(std::memory_order_acquire)) {
-      next_check_ms_.store(now + 1000, std::memory_order_relaxed);
-      int64_t m = file_mtime_ns(disk_path_);
-      if (m != 0 && m != mtime_.load()) {
-        mtime_ = m;
-        std::string content, error;
-        if (FILE* f = std::fopen(disk_path_.c_str(), "rb")) {
-          char buf[65536];
-          size_t n;
-          while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) content.append(buf, n);
-          std::fclose(f);
-          auto parsed = parse_(content, &error);
-          if (parsed) {
-            std::atomic_store(&data_, parsed);
-            if (logger) logger->log(LogLevel::Info, "reloaded data file " + display_path_);
-          } else if (logger) {
-            logger->log(LogLevel::Error, "data file " + display_path_ +
-                                             " changed but does not load, keeping the previous "
-                                             "data: " + error);
-          }
-        }
+void DataFile::maybe_reload(Logger* logger) const {
+  if (disk_path_.empty()) return;
+  int64_t now = steady_ms();
+  if (now < next_check_ms_.load(std::memory_order_relaxed) ||
+      reloading_.test_and_set(std::memory_order_acquire))
+    return;
+  next_check_ms_.store(now + 1000, std::memory_order_relaxed);
+  int64_t m = file_mtime_ns(disk_path_);
+  if (m != 0 && m != mtime_.load()) {
+    mtime_ = m;
+    std::string content, error;
+    if (FILE* f = std::fopen(disk_path_.c_str(), "rb")) {
+      char buf[65536];
+      size_t n;
+      while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) content.append(buf, n);
+      std::fclose(f);
+      auto parsed = parse_(content, &error);
+      if (parsed) {
+        std::atomic_store(&data_, parsed);
+        version_.fetch_add(1, std::memory_order_release);
+        if (logger) logger->log(LogLevel::Info, "reloaded data file " + display_path_);
+      } else if (logger) {
+        logger->log(LogLevel::Error, "data file " + display_path_ +
+                                         " changed but does not load, keeping the previous "
+                                         "data: " + error);
       }
-      reloading_.clear(std::memory_order_release);
     }
   }
+  reloading_.clear(std::memory_order_release);
+}
+
+std::shared_ptr<const void> DataFile::current(Logger* logger) const {
+  maybe_reload(logger);
   return std::atomic_load(&data_);
+}
+
+const void* DataFile::pinned(Logger* logger) const {
+  maybe_reload(logger);
+  // A small per-thread cache of (file, version) -> data keeps the request path free of
+  // the lock that atomic_load on a shared_ptr takes.
+  struct Pin {
+    uint64_t file = 0, version = 0;
+    std::shared_ptr<const void> data;
+  };
+  thread_local Pin pins[8];
+  uint64_t v = version_.load(std::memory_order_acquire);
+  Pin& p = pins[id_ & 7];
+  if (p.file != id_ || p.version != v) {
+    p.data = std::atomic_load(&data_);
+    p.file = id_;
+    p.version = v;
+  }
+  return p.data.get();
 }
 
 // ---------------------------------------------------------------- registry

@@ -11,6 +11,10 @@ namespace cap {
 namespace {
 
 constexpr int kMaxDepth = 2000;  // nodes on the stack: guards runaway nesting
+// Nodes on this thread's stack. run_node recurses once per node along a chain, so a long
+// chain (a file may hold 100,000+ nodes) would overflow the stack without this limit; a
+// thread runs one request at a time, so a per-thread count is the request's depth.
+thread_local int t_node_depth = 0;
 constexpr size_t kKeptTraces = 200;
 
 int64_t now_ns() {
@@ -56,6 +60,16 @@ class RequestInput : public LazyVariables {
       }
       case kBody:
         return Value(req_.body);
+      case kRequestUrl: {
+        std::string_view host;
+        for (auto& [k, v] : req_.headers)
+          if (iequals(k, "host")) host = v;
+        std::string url(req_.scheme);
+        url += "://";
+        url += host.empty() ? std::string_view("localhost") : host;
+        url += req_.target;
+        return Value(std::move(url));
+      }
       case kCookies: {
         Map m;
         for (auto& [k, v] : req_.headers) {
@@ -180,6 +194,13 @@ void Runtime::run_chain(ExecContext& ctx, const Node& node, int chain) {
 
 void Runtime::run_node(ExecContext& ctx, const Node& node) {
   if (ctx.frames_.size() + 1 > kMaxDepth) throw EvalError("rule sets nested too deeply at node " + node.id);
+  if (t_node_depth >= kMaxDepth)
+    throw EvalError("chain nested too deeply at node " + node.id + " (more than " +
+                    std::to_string(kMaxDepth) + " nodes on one path)");
+  struct Depth {
+    Depth() { ++t_node_depth; }
+    ~Depth() { --t_node_depth; }
+  } depth;
   if (ctx.trace_) ctx.trace_->add(TraceEvent::Kind::Enter, node.id, node.rule_name);
   struct Restore {  // the caller's node again, also when an error unwinds through here
     ExecContext& c;
@@ -317,24 +338,16 @@ Outcome Runtime::handle(const Request& req, Response& response, Workspace& ws,
   vars.set(kMethod, Value(req.method));
   vars.set(kUri, Value(path.find('%') == std::string_view::npos ? std::string(path) : url_decode(path, false)));
   vars.set(kQuery, Value(query));
-  std::string_view host;
-  for (auto& [k, v] : req.headers)
-    if (iequals(k, "host")) host = v;
-  {
-    std::string url(req.scheme);
-    url += "://";
-    url += host.empty() ? std::string_view("localhost") : host;
-    url += target;
-    vars.set(kRequestUrl, Value(std::move(url)));
-  }
   vars.set(kRequestTimestamp, Value(static_cast<double>(ts)));
   vars.set(kRemoteAddr, Value(req.remote_addr));
+  vars.mark_lazy(kRequestUrl);
   vars.mark_lazy(kHeaders);
   vars.mark_lazy(kBody);
   vars.mark_lazy(kCookies);
   if (!query.empty())
-    for (auto& [k, v] : parse_query(query))
-      if (!k.empty()) vars.set(std::string_view(k), Value(std::move(v)));
+    for_each_query_param(query, [&](std::string_view k, std::string v) {
+      if (!k.empty()) vars.set(k, Value(std::move(v)));
+    });
   if (!req.body.empty() && (req.method == "POST" || req.method == "PUT" || req.method == "PATCH")) {
     for (auto& [k, v] : req.headers)
       if (iequals(k, "content-type") &&

@@ -35,6 +35,9 @@ struct ServerOptions {
   size_t max_connections = 20000;
   std::string tls_cert_file, tls_key_file;  // both set: TLS (PEM files)
   std::string name = "web";                 // for log lines
+  /// Optional: receives server-level problems (accept failures, handler exceptions). Called
+  /// on a loop thread.
+  std::function<void(std::string_view)> log;
 };
 
 struct HeaderView {
@@ -60,7 +63,8 @@ class Deferred {
   Deferred() = default;
   explicit Deferred(std::shared_ptr<Connection> c) : conn_(std::move(c)) {}
   Deferred(Deferred&&) noexcept = default;
-  Deferred& operator=(Deferred&&) noexcept = default;
+  /// Assigning over an unanswered Deferred answers that one with 500 first.
+  Deferred& operator=(Deferred&&) noexcept;
   ~Deferred();
   void respond(const ResponseView& r);
   explicit operator bool() const { return conn_ != nullptr; }

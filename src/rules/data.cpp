@@ -545,7 +545,7 @@ class CsvLookupRule : public Rule {
       : file_(std::move(file)), key_(p["key"]), output_(p["output"]) {}
 
   int execute(ExecContext& ctx) const override {
-    std::shared_ptr<const CsvIndex> index = file_->get<CsvIndex>(&ctx.logger());
+    const CsvIndex* index = file_->get_pinned<CsvIndex>(&ctx.logger());
     Value scratch;
     std::string_view key = key_text(key_, ctx, scratch, key_buffer());
     if (index) {

@@ -168,7 +168,7 @@ TEST(Capctl, TestPrintsAPassFailTableAndPerformance) {
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.out.find("greets"), std::string::npos);
   EXPECT_NE(r.out.find("pass"), std::string::npos);
-  EXPECT_NE(r.out.find("FAIL  status 200, expected 201"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("wrong on purpose  FAIL    status 200, expected 201"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("lacks 'Zed'"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("no header X-Nope"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("1 of 2 passed"), std::string::npos) << r.out;

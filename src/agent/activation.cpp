@@ -1,0 +1,257 @@
+#include "agent/activation.h"
+
+#include "agent/logging.h"
+#include "agent/network_rules.h"
+#include "net/signing.h"
+
+namespace cap::agent {
+
+namespace {
+
+int64_t now_ms() { return SystemClock().now_ms(); }
+
+CommandResult failure(int status, std::string error, std::vector<std::string> details = {}) {
+  CommandResult r;
+  r.status = status;
+  r.error = std::move(error);
+  r.details = std::move(details);
+  return r;
+}
+
+}  // namespace
+
+Activator::Activator(StateStore& store, const RuleRegistry& registry, HostServices services,
+                     ServingSlot& slot)
+    : store_(store), registry_(registry), services_(services), slot_(slot) {}
+
+Activator::Built Activator::build(std::string_view zip, const std::string& sha256) const {
+  Built b;
+  Package pkg;
+  std::string err;
+  if (!read_zip(zip, &pkg, &err)) {
+    b.problem = failure(422, "configuration is not valid", {err});
+    return b;
+  }
+  LoadOptions opts;
+  opts.logger = services_.logger;
+  LoadResult loaded = load_configuration(pkg, registry_, opts);
+  for (auto& d : loaded.diagnostics) {
+    if (d.severity == Diagnostic::Severity::Error)
+      b.problem.details.push_back(d.format());
+    else
+      b.problem.warnings.push_back(d.format());
+  }
+  if (!loaded.ok()) {
+    b.problem.status = 422;
+    b.problem.error = "configuration is not valid";
+    return b;
+  }
+  // The configuration was made by the loader and is not shared yet: the host records the
+  // hash of the packed form here (Configuration::sha256 is "set by the host").
+  const_cast<Configuration&>(*loaded.configuration).sha256 = sha256;
+  b.runtime = std::make_shared<Runtime>(loaded.configuration, services_);
+  std::string startup_error = b.runtime->startup();
+  if (!startup_error.empty()) {
+    b.problem = failure(422, "the startup rule set failed", {startup_error});
+    b.runtime.reset();
+    return b;
+  }
+  return b;
+}
+
+std::shared_ptr<Serving> Activator::serving_for(const std::shared_ptr<Runtime>& runtime,
+                                                const HistoryEntry& entry, bool stopped) const {
+  auto s = std::make_shared<Serving>();
+  const Configuration& cfg = runtime->configuration();
+  s->runtime = runtime;
+  s->id = entry.id;
+  s->name = entry.name;
+  s->sha256 = entry.sha256;
+  s->activated_at_ms = entry.activated_at_ms;
+  s->stopped = stopped;
+  s->origin = cfg.origin;
+  while (!s->origin.empty() && s->origin.back() == '/') s->origin.pop_back();
+  s->may_wait = cfg.may_wait;
+  s->response_additions = cfg.symbols.find(kResponseAdditionsVariable) >= 0;
+  return s;
+}
+
+void Activator::restore() {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> problems;
+  state_ = store_.load(&problems);
+  for (auto& p : problems) agent_log().error("{}", p);
+  if (state_.active.empty()) {
+    agent_log().info("no active configuration in {}: starting blank", store_.home());
+    return;
+  }
+  const HistoryEntry* entry = state_.find(state_.active);
+  std::string zip, err;
+  if (!store_.read_configuration(entry->id, entry->sha256, &zip, &err)) {
+    agent_log().error("cannot resume configuration {}: {}; starting blank", entry->id, err);
+    state_.active.clear();
+    return;
+  }
+  Built b = build(zip, entry->sha256);
+  if (!b.runtime) {
+    agent_log().error("cannot resume configuration {}: {}{}; starting blank", entry->id,
+                      b.problem.error,
+                      b.problem.details.empty() ? "" : ": " + b.problem.details.front());
+    state_.active.clear();
+    return;
+  }
+  if (!state_.mode.empty() && !b.runtime->set_mode(state_.mode)) {
+    agent_log().warn("configuration {} has no mode '{}' any more: using the default", entry->id,
+                     state_.mode);
+    state_.mode.clear();
+  }
+  slot_.publish(serving_for(b.runtime, *entry, state_.stopped));
+  agent_log().info("resumed configuration {} ({}){}{}", entry->id, entry->name,
+                   state_.mode.empty() ? "" : " in mode " + state_.mode,
+                   state_.stopped ? ", stopped" : "");
+}
+
+CommandResult Activator::persist_and_publish(AgentState next,
+                                             std::shared_ptr<const Serving> serving) {
+  std::string err;
+  if (!store_.save(next, &err)) {
+    agent_log().error("cannot write the state: {}", err);
+    return failure(500, "cannot write the agent's state in CAP_HOME", {err});
+  }
+  state_ = std::move(next);
+  slot_.publish(std::move(serving));
+  CommandResult ok;
+  ok.id = state_.active;
+  return ok;
+}
+
+CommandResult Activator::activate(std::string_view zip) {
+  std::lock_guard lock(mu_);
+  std::string sha256 = net::sha256_hex(zip);
+  Built b = build(zip, sha256);
+  if (!b.runtime) {
+    agent_log().warn("deploy refused: {} ({} errors)", b.problem.error, b.problem.details.size());
+    return b.problem;
+  }
+  AgentState next = state_;
+  HistoryEntry entry{StateStore::new_id(next, sha256), b.runtime->configuration().name, sha256,
+                     now_ms()};
+  std::string err;
+  if (!store_.write_configuration(entry.id, zip, &err)) {
+    agent_log().error("cannot store configuration {}: {}", entry.id, err);
+    return failure(500, "cannot write the configuration in CAP_HOME", {err});
+  }
+  next.active = entry.id;
+  next.mode.clear();
+  next.stopped = false;
+  StateStore::record_activation(next, entry);
+  CommandResult r = persist_and_publish(std::move(next), serving_for(b.runtime, entry, false));
+  if (r.status != 200) return r;
+  r.warnings = std::move(b.problem.warnings);
+  agent_log().info("activated configuration {} ({}, sha256 {})", entry.id, entry.name, sha256);
+  return r;
+}
+
+CommandResult Activator::rollback(std::string_view id) {
+  std::lock_guard lock(mu_);
+  const HistoryEntry* target = nullptr;
+  if (id.empty()) {
+    for (auto it = state_.history.rbegin(); it != state_.history.rend(); ++it)
+      if (it->id != state_.active) {
+        target = &*it;
+        break;
+      }
+    if (!target) return failure(404, "there is no previous configuration to roll back to");
+  } else {
+    target = state_.find(id);
+    if (!target)
+      return failure(404, "no kept configuration has the id '" + std::string(id) + "'",
+                     {"GET /v1/configuration/history lists the kept ones"});
+  }
+  HistoryEntry entry = *target;
+  std::string zip, err;
+  if (!store_.read_configuration(entry.id, entry.sha256, &zip, &err)) {
+    agent_log().error("rollback to {} refused: {}", entry.id, err);
+    return failure(500, "the kept configuration cannot be used", {err});
+  }
+  Built b = build(zip, entry.sha256);
+  if (!b.runtime) return b.problem;
+  entry.activated_at_ms = now_ms();
+  AgentState next = state_;
+  next.active = entry.id;
+  next.mode.clear();
+  next.stopped = false;
+  StateStore::record_activation(next, entry);
+  CommandResult r = persist_and_publish(std::move(next), serving_for(b.runtime, entry, false));
+  if (r.status == 200) agent_log().info("rolled back to configuration {} ({})", entry.id, entry.name);
+  return r;
+}
+
+CommandResult Activator::set_stopped(bool stopped) {
+  std::lock_guard lock(mu_);
+  auto current = slot_.latest();
+  if (current->blank()) return failure(409, "no configuration is active");
+  AgentState next = state_;
+  next.stopped = stopped;
+  auto s = std::make_shared<Serving>(*current);
+  s->stopped = stopped;
+  CommandResult r = persist_and_publish(std::move(next), std::move(s));
+  if (r.status == 200)
+    agent_log().info("rules {} for configuration {}", stopped ? "stopped" : "started", current->id);
+  return r;
+}
+
+CommandResult Activator::set_mode(std::string_view mode) {
+  std::lock_guard lock(mu_);
+  auto current = slot_.latest();
+  if (current->blank()) return failure(409, "no configuration is active");
+  std::string previous = current->runtime->mode();
+  if (!current->runtime->set_mode(mode)) {
+    std::vector<std::string> known{"default"};
+    for (auto& [name, rs] : current->runtime->configuration().modes) known.push_back(name);
+    std::string list;
+    for (auto& k : known) list += (list.empty() ? "" : ", ") + k;
+    return failure(422, "the configuration has no mode '" + std::string(mode) + "'",
+                   {"known modes: " + list});
+  }
+  AgentState next = state_;
+  next.mode = current->runtime->mode();
+  std::string err;
+  if (!store_.save(next, &err)) {
+    current->runtime->set_mode(previous);
+    agent_log().error("cannot write the state: {}", err);
+    return failure(500, "cannot write the agent's state in CAP_HOME", {err});
+  }
+  state_ = std::move(next);
+  agent_log().info("mode set to {}", state_.mode.empty() ? "default" : state_.mode);
+  CommandResult r;
+  r.id = state_.active;
+  return r;
+}
+
+Value Activator::history() const {
+  std::lock_guard lock(mu_);
+  List list;
+  for (auto it = state_.history.rbegin(); it != state_.history.rend(); ++it) {
+    Map m;
+    m.set("id", Value(it->id));
+    m.set("name", Value(it->name));
+    m.set("sha256", Value(it->sha256));
+    m.set("activated_at", Value(iso8601_utc(it->activated_at_ms)));
+    m.set("active", Value(it->id == state_.active));
+    list.push_back(Value(std::move(m)));
+  }
+  return Value(std::move(list));
+}
+
+bool Activator::active_zip(std::string* zip, std::string* error) const {
+  std::lock_guard lock(mu_);
+  if (state_.active.empty()) {
+    *error = "no configuration is active";
+    return false;
+  }
+  const HistoryEntry* e = state_.find(state_.active);
+  return store_.read_configuration(e->id, e->sha256, zip, error);
+}
+
+}  // namespace cap::agent

@@ -1,0 +1,74 @@
+// Activation: turning a configuration zip into what the web port serves, and keeping
+// CAP_HOME in step.
+//
+// Every change follows the same order: check and compile everything first (validation,
+// the startup rule set), then persist (zip, then state.json), then publish a new Serving.
+// A failure at any step before publishing leaves both the running state and CAP_HOME as
+// they were. Methods are serialised by a mutex; the management API calls them from its
+// command thread.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/serving.h"
+#include "agent/state_store.h"
+#include "cap/engine.h"
+
+namespace cap::agent {
+
+struct CommandResult {
+  int status = 200;           // the HTTP status the management API answers with
+  std::string error;          // when status != 200
+  std::vector<std::string> details;
+  std::vector<std::string> warnings;
+  std::string id;             // the configuration now active (activate, rollback)
+};
+
+class Activator {
+ public:
+  Activator(StateStore& store, const RuleRegistry& registry, HostServices services,
+            ServingSlot& slot);
+
+  /// At start: resumes the last active configuration after verifying it, with its mode and
+  /// stopped flag, or stays blank. Problems are logged and never stop the agent.
+  void restore();
+
+  /// PUT /v1/configuration. 200 with the new id; 422 with every error (the zip does not
+  /// read, validation, the startup rule set); 500 when CAP_HOME cannot be written.
+  CommandResult activate(std::string_view zip);
+  /// POST /v1/configuration/rollback: reactivates a kept configuration (`id`, or "" for
+  /// the one active before the current one). 404 for an unknown id.
+  CommandResult rollback(std::string_view id);
+  /// POST /v1/configuration/stop and start.
+  CommandResult set_stopped(bool stopped);
+  /// PUT /v1/mode: "" or "default" for the normal entry rule set.
+  CommandResult set_mode(std::string_view mode);
+
+  /// The history, newest first: [{id, name, sha256, activated_at, active}].
+  Value history() const;
+  /// The active configuration's zip. False when blank or unreadable.
+  bool active_zip(std::string* zip, std::string* error) const;
+
+ private:
+  struct Built {
+    std::shared_ptr<Runtime> runtime;
+    CommandResult problem;  // status != 200 when building failed
+  };
+  Built build(std::string_view zip, const std::string& sha256) const;
+  std::shared_ptr<Serving> serving_for(const std::shared_ptr<Runtime>& runtime,
+                                       const HistoryEntry& entry, bool stopped) const;
+  CommandResult persist_and_publish(AgentState next, std::shared_ptr<const Serving> serving);
+
+  StateStore& store_;
+  const RuleRegistry& registry_;
+  HostServices services_;
+  ServingSlot& slot_;
+  mutable std::mutex mu_;
+  AgentState state_;
+};
+
+}  // namespace cap::agent

@@ -1,0 +1,101 @@
+#include "agent/forwarding.h"
+
+#include <algorithm>
+
+namespace cap::agent {
+
+namespace {
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool named_in_connection(std::string_view name, std::string_view connection) {
+  while (!connection.empty()) {
+    size_t comma = connection.find(',');
+    std::string_view token = trim(connection.substr(0, comma));
+    if (iequals(token, name)) return true;
+    if (comma == std::string_view::npos) break;
+    connection.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != lower(b[i])) return false;
+  return true;
+}
+
+bool is_hop_by_hop(std::string_view name, std::string_view connection) {
+  static constexpr std::string_view kHopByHop[] = {
+      "connection",          "keep-alive", "proxy-connection", "proxy-authenticate",
+      "proxy-authorization", "te",         "trailer",          "trailers",
+      "transfer-encoding",   "upgrade"};
+  for (auto h : kHopByHop)
+    if (iequals(name, h)) return true;
+  return named_in_connection(name, connection);
+}
+
+HttpCall forward_call(const Request& req, std::string_view origin, std::string_view target,
+                      int timeout_ms) {
+  HttpCall call;
+  call.method.assign(req.method);
+  call.url.assign(origin);
+  call.url.append(target.empty() ? req.target : target);
+  call.timeout_ms = timeout_ms;
+  call.body.assign(req.body);
+
+  std::string_view connection, host;
+  for (auto& [name, value] : req.headers) {
+    if (iequals(name, "connection")) connection = value;
+    else if (iequals(name, "host")) host = value;
+  }
+  call.headers.reserve(req.headers.size() + 3);
+  std::string forwarded_for;
+  for (auto& [name, value] : req.headers) {
+    if (is_hop_by_hop(name, connection) || iequals(name, "content-length")) continue;
+    if (iequals(name, "x-forwarded-for")) {
+      if (!forwarded_for.empty()) forwarded_for += ", ";
+      forwarded_for.append(value);
+      continue;
+    }
+    if (iequals(name, "x-forwarded-proto") || iequals(name, "x-forwarded-host")) continue;
+    call.headers.emplace_back(std::string(name), std::string(value));
+  }
+  if (!forwarded_for.empty()) forwarded_for += ", ";
+  forwarded_for.append(req.remote_addr);
+  call.headers.emplace_back("X-Forwarded-For", std::move(forwarded_for));
+  call.headers.emplace_back("X-Forwarded-Proto", std::string(req.scheme));
+  if (!host.empty()) call.headers.emplace_back("X-Forwarded-Host", std::string(host));
+  return call;
+}
+
+void headers_for_client(const HttpReply& reply, HeaderLines& out) {
+  std::string_view connection;
+  for (auto& [name, value] : reply.headers)
+    if (iequals(name, "connection")) connection = value;
+  for (auto& [name, value] : reply.headers) {
+    if (is_hop_by_hop(name, connection) || iequals(name, "content-length")) continue;
+    out.emplace_back(name, value);
+  }
+}
+
+void apply_edit(const ResponseEdit& edit, HeaderLines& headers, std::string& body) {
+  if (!edit.remove.empty())
+    std::erase_if(headers, [&](const std::pair<std::string, std::string>& h) {
+      return std::any_of(edit.remove.begin(), edit.remove.end(),
+                         [&](const std::string& r) { return iequals(h.first, r); });
+    });
+  for (auto& h : edit.add) headers.push_back(h);
+  if (edit.replace_body) body = edit.body;
+}
+
+}  // namespace cap::agent

@@ -1,0 +1,186 @@
+// cap-agent: serves the active configuration on the web port, takes signed commands on the
+// management port, keeps its state in CAP_HOME (DESIGN §5).
+//
+// Start-up: settings, logs, state (resume the last active configuration or stay blank),
+// the two servers. SIGTERM or SIGINT: stop accepting, finish the requests in flight (25 s
+// at most), exit 0.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+
+#include "agent/activation.h"
+#include "agent/logging.h"
+#include "agent/management_api.h"
+#include "agent/metrics.h"
+#include "agent/network_rules.h"
+#include "agent/serving.h"
+#include "agent/settings.h"
+#include "agent/state_store.h"
+#include "agent/vault.h"
+#include "agent/web_handler.h"
+#include "agent/work_queue.h"
+#include "agent/durable_file.h"
+#include "net/http_client.h"
+#include "net/http_server.h"
+
+namespace {
+
+constexpr auto kDrainTimeout = std::chrono::seconds(25);
+constexpr size_t kMaxWaitingRequests = 10000;
+
+/// Blocks the stop signals in this thread and every thread it starts, so main() alone
+/// receives them through sigwait.
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return set;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace cap::agent;
+  Settings settings;
+  int exit_code = 0;
+  if (!parse_settings(argc, argv, &settings, &exit_code)) return exit_code;
+  sigset_t stop_signals = block_stop_signals();
+
+  std::string error;
+  if (!setup_logging({settings.home + "/logs", settings.log_format == "json", settings.log_level},
+                     &error))
+    agent_log().warn("logging to stdout only: {}", error);
+  auto& log = agent_log();
+  log.info("cap-agent {} starting: name {}, home {}, web port {}, management port {}{}, {} workers",
+           CAP_VERSION, settings.agent_name, settings.home, settings.web_port, settings.mgmt_port,
+           settings.mgmt_tls_cert.empty() ? "" : " (TLS)", settings.workers);
+
+  if (!settings.gold_master.empty()) {
+    log.error(
+        "S3_GOLD_MASTER is set, but gold master restore is not available in this build of "
+        "cap-agent; refusing to start rather than serve without the snapshot. Unset "
+        "S3_GOLD_MASTER, or use an agent built with the gold-master feature.");
+    shutdown_logging();
+    return 1;
+  }
+  if (settings.mgmt_key.empty())
+    log.warn("no CAP_MGMT_KEY: the management API refuses every command but GET /v1/health");
+  if (!settings.console_url.empty())
+    log.warn("CAP_CONSOLE_URL is set, but announcing to the console is not available in this "
+             "build; register the agent in the console by hand");
+  if (!settings.db_url.empty())
+    log.info("CAP_DB_URL is set; the SQL rules come with the storage feature");
+
+  StateStore store(settings.home);
+  if (!store.open(&error)) {
+    log.error("cannot use CAP_HOME: {}", error);
+    shutdown_logging();
+    return 1;
+  }
+  if (!ensure_dir(settings.shared_dir, &error)) log.warn("shared folder: {}", error);
+
+  AgentVault vault(settings.home);
+  if (!vault.load(&error)) log.error("vault: {}; starting with an empty vault", error);
+
+  cap::net::HttpClientPool client;
+  cap::SystemClock clock;
+  RuleLogger rule_logger;
+  cap::LocalFiles files(settings.shared_dir);
+  cap::HostServices services;
+  services.logger = &rule_logger;
+  services.clock = &clock;
+  services.vault = &vault;
+  services.http = &client;
+  services.files = &files;
+
+  cap::RuleRegistry registry;
+  cap::register_base_rules(registry);
+  register_network_rules(registry);
+
+  ServingSlot slot;
+  Activator activator(store, registry, services, slot);
+  activator.restore();
+
+  Metrics metrics;
+  WorkQueue wait_pool(settings.wait_threads, kMaxWaitingRequests);
+  WorkQueue commands(1);
+
+  WebHandler web_handler(slot, metrics, client, wait_pool,
+                         WebOptions{settings.origin_timeout_ms, settings.request_log});
+  cap::net::ServerOptions web_options;
+  web_options.address = settings.web_address;
+  web_options.port = settings.web_port;
+  web_options.threads = settings.workers;
+  web_options.max_header_bytes = settings.max_header_bytes;
+  web_options.max_body_bytes = settings.max_body_bytes;
+  web_options.read_timeout = std::chrono::milliseconds(settings.read_timeout_ms);
+  web_options.idle_timeout = std::chrono::milliseconds(settings.idle_timeout_ms);
+  web_options.name = "web";
+  web_options.log = [](std::string_view m) { web_log().warn("web server: {}", m); };
+  cap::net::HttpServer web(web_options, [&](cap::net::Exchange& ex) { web_handler.handle(ex); });
+
+  ManagementApi api(settings, activator, slot, vault, metrics, commands);
+  if (!api.configure(&error)) {
+    log.error("CAP_MGMT_ALLOW is not valid: {}", error);
+    shutdown_logging();
+    return 2;
+  }
+  cap::net::ServerOptions mgmt_options;
+  mgmt_options.address = settings.mgmt_address;
+  mgmt_options.port = settings.mgmt_port;
+  mgmt_options.threads = 1;
+  mgmt_options.max_body_bytes = settings.max_mgmt_body_bytes;
+  mgmt_options.read_timeout = std::chrono::milliseconds(std::max(settings.read_timeout_ms, 60000));
+  mgmt_options.tls_cert_file = settings.mgmt_tls_cert;
+  mgmt_options.tls_key_file = settings.mgmt_tls_key;
+  mgmt_options.name = "management";
+  mgmt_options.log = [](std::string_view m) { agent_log().warn("management server: {}", m); };
+  cap::net::HttpServer mgmt(mgmt_options, [&](cap::net::Exchange& ex) { api.handle(ex); });
+
+  if (!web.start(&error)) {
+    log.error("cannot serve the web port {}: {}", settings.web_port, error);
+    shutdown_logging();
+    return 1;
+  }
+  if (!mgmt.start(&error)) {
+    log.error("cannot serve the management port {}: {}", settings.mgmt_port, error);
+    web.stop_accepting();
+    web.drain(std::chrono::seconds(1));
+    shutdown_logging();
+    return 1;
+  }
+  log.info("serving: web on {}:{}, management on {}:{}", settings.web_address, web.port(),
+           settings.mgmt_address, mgmt.port());
+
+  int sig = 0;
+  while (sigwait(&stop_signals, &sig) != 0) {
+  }
+  log.info("{} received: stopping; finishing the requests in flight (up to {} s)",
+           sig == SIGTERM ? "SIGTERM" : "SIGINT", kDrainTimeout.count());
+  web.stop_accepting();
+  mgmt.stop_accepting();
+  auto started = std::chrono::steady_clock::now();
+  bool drained = web.drain(kDrainTimeout);
+  auto left = kDrainTimeout - (std::chrono::steady_clock::now() - started);
+  drained = mgmt.drain(std::max<std::chrono::milliseconds>(
+                std::chrono::duration_cast<std::chrono::milliseconds>(left),
+                std::chrono::milliseconds(500))) &&
+            drained;
+  if (!drained) {
+    // Requests still running past the limit: leave without waiting for them.
+    log.warn("stopped with requests still in flight after {} s", kDrainTimeout.count());
+    shutdown_logging();
+    std::_Exit(0);
+  }
+  wait_pool.shutdown();
+  commands.shutdown();
+  log.info("stopped");
+  shutdown_logging();
+  return 0;
+}

@@ -1,0 +1,32 @@
+// The HTTP rules that reach the network: HttpClient, HttpServerExecute and
+// HttpResponseAddition (DESIGN §4, group HTTP). They call out through HostServices::http,
+// so they run the same in the agent (which runs rule sets that may wait on its wait pool,
+// never on an event loop) and in capctl.
+//
+// HttpResponseAddition changes a response that is already set at once; when none is set
+// yet (the request will be proxied, or a later rule answers) it records the change in the
+// variable RESPONSE_ADDITIONS, which the host applies to whatever response goes out:
+// read_response_additions() turns that variable back into edits.
+#pragma once
+
+#include <vector>
+
+#include "agent/forwarding.h"
+#include "cap/request.h"
+#include "cap/rule.h"
+#include "cap/variables.h"
+
+namespace cap::agent {
+
+/// The variable HttpResponseAddition records pending edits in.
+inline constexpr const char* kResponseAdditionsVariable = "RESPONSE_ADDITIONS";
+
+/// Adds HttpClient, HttpServerExecute and HttpResponseAddition to `registry`.
+void register_network_rules(RuleRegistry& registry);
+
+/// The edits recorded in RESPONSE_ADDITIONS, in the order the rules ran.
+std::vector<ResponseEdit> read_response_additions(Variables& vars);
+/// Applies an edit to a rule-set response (a Content-Type header edits content_type).
+void apply_to_response(const ResponseEdit& edit, Response& res);
+
+}  // namespace cap::agent

@@ -1,0 +1,235 @@
+#include "agent/web_handler.h"
+
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "agent/forwarding.h"
+#include "agent/logging.h"
+#include "agent/network_rules.h"
+
+namespace cap::agent {
+
+namespace {
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr std::string_view kHtml = "text/html; charset=utf-8";
+constexpr std::string_view kJson = "application/json";
+
+std::string_view page(int status) {
+  switch (status) {
+    case 404:
+      return "<!doctype html><title>404 Not Found</title><h1>404 Not Found</h1>"
+             "<p>Nothing answers this address.</p>\n";
+    case 500:
+      return "<!doctype html><title>500 Internal Server Error</title><h1>500 Internal Server "
+             "Error</h1><p>The request could not be handled. The agent's log says why.</p>\n";
+    case 502:
+      return "<!doctype html><title>502 Bad Gateway</title><h1>502 Bad Gateway</h1>"
+             "<p>The origin server could not be reached.</p>\n";
+    case 504:
+      return "<!doctype html><title>504 Gateway Timeout</title><h1>504 Gateway Timeout</h1>"
+             "<p>The origin server did not answer in time.</p>\n";
+    default:
+      return "<!doctype html><title>503 Service Unavailable</title><h1>503 Service "
+             "Unavailable</h1><p>Please try again later.</p>\n";
+  }
+}
+
+constexpr std::string_view kBlankPage =
+    "<!doctype html><title>CAP agent</title><h1>503 Service Unavailable</h1>"
+    "<p>This CAP agent has no configuration yet. Deploy one with "
+    "<code>capctl deploy DIR --agent HOST:PORT</code>.</p>\n";
+constexpr std::string_view kStoppedPage =
+    "<!doctype html><title>CAP agent</title><h1>503 Service Unavailable</h1>"
+    "<p>The rules of this agent are stopped.</p>\n";
+
+std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
+
+}  // namespace
+
+/// One request on its way through. On the loop thread a thread_local one is reused (its
+/// vectors keep their capacity); requests that leave the loop get their own on the heap.
+struct WebHandler::Pending {
+  const Serving* serving = nullptr;
+  std::shared_ptr<const Serving> hold;  // keeps `serving` alive off the loop thread
+  net::Exchange* ex = nullptr;          // answering inline
+  const std::shared_ptr<const Serving>* inline_serving = nullptr;  // the loop thread's cached one
+  net::Deferred deferred;               // answering later
+  Request req;                          // views into the server's buffers
+  Response res;
+  std::vector<ResponseEdit> edits;      // RESPONSE_ADDITIONS not applied yet
+  Outcome outcome;
+  int64_t t0 = 0;
+  bool rules_ran = false;
+
+  void begin(net::Exchange& e, int64_t start) {
+    t0 = start;
+    req.method = e.method();
+    req.target = e.target();
+    req.headers.clear();
+    for (const net::HeaderView& h : e.headers()) req.headers.emplace_back(h.name, h.value);
+    req.body = e.body();
+    req.remote_addr = e.remote_addr();
+    req.scheme = e.secure() ? "https" : "http";
+    req.timestamp_ms = 0;
+    res.reset();
+    edits.clear();
+    ex = nullptr;
+    inline_serving = nullptr;
+    outcome = Outcome{};
+    rules_ran = false;
+  }
+
+  /// A heap copy that can outlive the handler (proxying after inline rules).
+  std::shared_ptr<Pending> detach(std::shared_ptr<const Serving> s) {
+    auto p = std::make_shared<Pending>();
+    p->hold = std::move(s);
+    p->serving = p->hold.get();
+    p->req = req;
+    p->res = res;
+    p->edits = edits;
+    p->outcome = outcome;
+    p->t0 = t0;
+    p->rules_ran = rules_ran;
+    p->deferred = ex->defer();
+    return p;
+  }
+};
+
+WebHandler::WebHandler(ServingSlot& slot, Metrics& metrics, net::HttpClientPool& client,
+                       WorkQueue& wait_pool, WebOptions options)
+    : slot_(slot), metrics_(metrics), client_(client), wait_pool_(wait_pool), options_(options) {}
+
+void WebHandler::send(Pending& p, const net::ResponseView& v) {
+  int64_t nanos = now_ns() - p.t0;
+  metrics_.record(v.status, nanos, p.rules_ran ? path_of(p.req.target) : std::string_view());
+  if (options_.request_log)
+    web_log().info("{} {} {} {:.3f}ms {}", p.req.method, p.req.target, v.status,
+                   static_cast<double>(nanos) / 1e6, p.req.remote_addr);
+  if (p.ex)
+    p.ex->respond(v);
+  else
+    p.deferred.respond(v);
+}
+
+void WebHandler::run_rules(Pending& p, Workspace& ws) {
+  Runtime& runtime = *p.serving->runtime;
+  p.rules_ran = true;
+  if (p.serving->response_additions) {
+    p.outcome = runtime.handle(p.req, p.res, ws, [&p](Variables& vars) {
+      p.edits = read_response_additions(vars);
+    });
+  } else {
+    p.outcome = runtime.handle(p.req, p.res, ws);
+  }
+}
+
+/// After the rules: the rules' response, the origin's, or 404; 500 on errors.
+void WebHandler::finish(Pending& p) {
+  if (p.outcome.failed) {
+    web_log().error("rule error on {} {}: {}", p.req.method, p.req.target, p.outcome.error);
+    send(p, net::ResponseView{500, kHtml, {}, page(500), false});
+    return;
+  }
+  if (!p.res.set && p.serving->proxy()) {
+    if (p.ex) {
+      proxy(p.detach(*p.inline_serving));
+    } else {
+      // Already off the loop: the caller holds the only reference, so this copy is cheap
+      // compared with the origin round trip.
+      auto h = std::make_shared<Pending>(std::move(p));
+      proxy(std::move(h));
+    }
+    return;
+  }
+  if (!p.res.set) {
+    p.res.status = 404;
+    p.res.content_type = kHtml;
+    p.res.body = page(404);
+  }
+  for (auto& e : p.edits) apply_to_response(e, p.res);
+  send(p, net::ResponseView{p.res.status, p.res.content_type, p.res.headers, p.res.body, false});
+}
+
+void WebHandler::proxy(std::shared_ptr<Pending> p) {
+  HttpCall call = forward_call(p->req, p->serving->origin, {}, options_.origin_timeout_ms);
+  client_.call_async(std::move(call), [this, p](HttpReply reply) {
+    if (reply.status == 0) {
+      int status = reply.timed_out ? 504 : 502;
+      web_log().warn("origin {} failed for {} {}: {}", p->serving->origin, p->req.method,
+                     p->req.target, reply.error);
+      send(*p, net::ResponseView{status, kHtml, {}, page(status), false});
+      return;
+    }
+    HeaderLines headers;
+    headers_for_client(reply, headers);
+    for (auto& h : p->res.headers) headers.push_back(h);  // added by rules (SetCookie)
+    for (auto& e : p->edits) apply_edit(e, headers, reply.body);
+    send(*p, net::ResponseView{reply.status, {}, headers, reply.body, false});
+  });
+}
+
+void WebHandler::handle(net::Exchange& ex) {
+  const int64_t t0 = now_ns();
+  thread_local Pending local;
+  thread_local Workspace workspace;
+
+  std::string_view target = ex.target();
+  if (target.starts_with("/.cap/")) {
+    std::string_view path = path_of(target);
+    if (path == "/.cap/health" || path == "/.cap/ready") {
+      local.begin(ex, t0);
+      local.ex = &ex;
+      bool ok = path == "/.cap/health" || !slot_.current()->blank();
+      send(local, net::ResponseView{ok ? 200 : 503, kJson, {},
+                                    ok ? std::string_view("{\"status\":\"ok\"}\n")
+                                       : std::string_view("{\"status\":\"not ready\"}\n"),
+                                    false});
+      return;
+    }
+  }
+
+  const std::shared_ptr<const Serving>& serving = slot_.current();
+  local.begin(ex, t0);
+  local.ex = &ex;
+  local.serving = serving.get();
+  local.inline_serving = &serving;
+
+  if (serving->blank()) {
+    send(local, net::ResponseView{503, kHtml, {}, kBlankPage, false});
+    return;
+  }
+  if (serving->stopped) {
+    if (serving->proxy())
+      proxy(local.detach(serving));
+    else
+      send(local, net::ResponseView{503, kHtml, {}, kStoppedPage, false});
+    return;
+  }
+  if (serving->may_wait) {
+    // The rules may wait on the network: run them on the wait pool, answer later.
+    auto p = local.detach(serving);
+    p->ex = nullptr;
+    bool queued = wait_pool_.post([this, p] {
+      thread_local Workspace ws;
+      run_rules(*p, ws);
+      finish(*p);
+    });
+    if (!queued) {
+      web_log().warn("wait pool full: refusing {} {}", p->req.method, p->req.target);
+      send(*p, net::ResponseView{503, kHtml, {}, page(503), false});
+    }
+    return;
+  }
+  run_rules(local, workspace);
+  finish(local);
+}
+
+}  // namespace cap::agent

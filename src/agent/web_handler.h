@@ -1,0 +1,52 @@
+// The web port's request path, in the order a request meets it:
+//
+//   accept     /.cap/health and /.cap/ready answer at once; a blank agent answers 503
+//   variables  the Exchange becomes a cap::Request of views into the server's buffers
+//   rules      the active Runtime runs on the loop thread with that thread's Workspace, or,
+//              when the configuration may wait (HTTP calls), on the wait pool
+//   respond    the rules' response; else 404 (endpoint mode) or the origin's answer
+//              (proxy mode, through the asynchronous client); rule errors give 500
+//   log        metrics always, a request log line when CAP_REQUEST_LOG is on
+//
+// Stopped rules: proxy mode passes everything to the origin, endpoint mode answers 503.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "agent/metrics.h"
+#include "agent/serving.h"
+#include "agent/work_queue.h"
+#include "net/http_client.h"
+#include "net/http_server.h"
+
+namespace cap::agent {
+
+struct WebOptions {
+  int origin_timeout_ms = 30000;
+  bool request_log = false;
+};
+
+class WebHandler {
+ public:
+  WebHandler(ServingSlot& slot, Metrics& metrics, net::HttpClientPool& client,
+             WorkQueue& wait_pool, WebOptions options);
+  /// The server's handler: runs on a loop thread.
+  void handle(net::Exchange& ex);
+
+  struct Pending;  // a request that continues off the loop thread
+
+ private:
+  void run_rules(Pending& p, Workspace& ws);
+  void finish(Pending& p);
+  void proxy(std::shared_ptr<Pending> p);
+  void send(Pending& p, const net::ResponseView& v);
+
+  ServingSlot& slot_;
+  Metrics& metrics_;
+  net::HttpClientPool& client_;
+  WorkQueue& wait_pool_;
+  WebOptions options_;
+};
+
+}  // namespace cap::agent

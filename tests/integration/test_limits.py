@@ -1,0 +1,77 @@
+"""Web port limits: a slow client gets 408, oversized heads 431, oversized bodies 413; the
+agent keeps serving others meanwhile."""
+
+import socket
+import time
+import unittest
+
+from agent_harness import AgentTestCase, hello_config
+
+
+def read_status(sock, timeout=10):
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    line = data.split(b"\r\n", 1)[0]
+    return int(line.split()[1]) if line.startswith(b"HTTP/1.") else None
+
+
+class LimitsTest(AgentTestCase):
+    agent_env = {"CAP_READ_TIMEOUT_MS": "1000", "CAP_MAX_BODY_BYTES": "1024",
+                 "CAP_MAX_HEADER_BYTES": "4096"}
+
+    def setUp(self):
+        super().setUp()
+        self.agent.deploy_ok(hello_config())
+
+    def connect(self):
+        s = socket.create_connection(("127.0.0.1", self.agent.web_port), timeout=10)
+        self.addCleanup(s.close)
+        return s
+
+    def test_slow_client_gets_408(self):
+        s = self.connect()
+        s.sendall(b"GET /hello?name=slow HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        started = time.monotonic()
+        # Others are served meanwhile.
+        self.assertEqual(self.agent.web("GET", "/hello?name=Fast").body, b"Hello, Fast!")
+        self.assertEqual(read_status(s), 408)
+        self.assertLess(time.monotonic() - started, 8)
+
+    def test_slow_body_gets_408(self):
+        s = self.connect()
+        s.sendall(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly a part")
+        self.assertEqual(read_status(s), 408)
+
+    def test_oversized_head_gets_431(self):
+        s = self.connect()
+        s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n")
+        self.assertEqual(read_status(s), 431)
+        self.assertEqual(self.agent.web("GET", "/hello?name=B").status, 200)
+
+    def test_oversized_body_gets_413(self):
+        r = self.agent.web("POST", "/hello", body=b"x" * 5000)
+        self.assertEqual(r.status, 413)
+        r = self.agent.web("POST", "/hello?name=ok", body=b"x" * 1000)
+        self.assertEqual(r.status, 200)
+
+    def test_malformed_request_gets_400(self):
+        s = self.connect()
+        s.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+        self.assertEqual(read_status(s), 400)
+
+
+class ManagementLimitsTest(AgentTestCase):
+    agent_env = {"CAP_MAX_MGMT_BODY_BYTES": "2048"}
+
+    def test_oversized_management_body_gets_413(self):
+        r = self.agent.mgmt("PUT", "/v1/configuration", b"x" * 4096)
+        self.assertEqual(r.status, 413)
+
+
+if __name__ == "__main__":
+    unittest.main()
