@@ -70,9 +70,14 @@ bool read_folder(const std::string& dir, Package* out, std::string* error,
       return false;
     }
     uint64_t size = entry.file_size(ec);
-    if (size > limits.max_entry_bytes || (total += size) > limits.max_total_bytes) {
-      *error = dir + "/" + rel + ": too large (a configuration holds at most " +
-               std::to_string(limits.max_total_bytes >> 20) + " MiB)";
+    if (size > limits.max_entry_bytes) {
+      *error = dir + "/" + rel + ": too large (a file of a configuration holds at most " +
+               std::to_string(limits.max_entry_bytes >> 20) + " MiB)";
+      return false;
+    }
+    if ((total += size) > limits.max_total_bytes) {
+      *error = dir + "/" + rel + ": the configuration is too large (at most " +
+               std::to_string(limits.max_total_bytes >> 20) + " MiB in all)";
       return false;
     }
     std::string content;

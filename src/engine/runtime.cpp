@@ -308,6 +308,8 @@ std::string Runtime::startup() {
   for (auto& [slot, v] : config_->globals) vars.set(slot, v);
   Response res;
   ExecContext ctx(vars, services_, *this, res, nullptr);
+  ctx.counts_ = config_->performance != PerformanceLevel::Off;
+  ctx.timings_ = config_->performance == PerformanceLevel::Timings;
   Outcome o = run(ctx, config_->startup);
   return o.failed ? o.error : "";
 }
