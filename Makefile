@@ -34,12 +34,14 @@ test: build
 	ctest --preset release --output-on-failure -j2
 
 bench: build
+	scripts/install-bench-deps
 	@if [ -x $(BENCH) ]; then \
 	  echo "$(BENCH) --benchmark_counters_tabular=true"; \
 	  $(BENCH) --benchmark_counters_tabular=true; \
 	else \
 	  echo "make bench: $(BENCH) was not built (no sources in bench/ yet, or Google Benchmark missing)"; \
 	fi
+	bench/side-by-side/run
 
 fuzz: deps
 	cmake --preset fuzz

@@ -60,10 +60,11 @@ Activator::Built Activator::build(std::string_view zip, const std::string& sha25
 }
 
 std::shared_ptr<Serving> Activator::serving_for(const std::shared_ptr<Runtime>& runtime,
-                                                const HistoryEntry& entry, bool stopped) const {
+                                                const HistoryEntry& entry, bool stopped) {
   auto s = std::make_shared<Serving>();
   const Configuration& cfg = runtime->configuration();
   s->runtime = runtime;
+  s->runtime_serial = ++last_serial_;
   s->id = entry.id;
   s->name = entry.name;
   s->sha256 = entry.sha256;

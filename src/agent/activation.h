@@ -38,7 +38,8 @@ class Activator {
   void restore();
 
   /// PUT /v1/configuration. 200 with the new id; 422 with every error (the zip does not
-  /// read, validation, the startup rule set); 500 when CAP_HOME cannot be written.
+  /// read, validation, the startup rule set); 500 when CAP_HOME cannot be written. The new
+  /// configuration starts in its default mode with its rules running (a deploy ends a stop).
   CommandResult activate(std::string_view zip);
   /// POST /v1/configuration/rollback: reactivates a kept configuration (`id`, or "" for
   /// the one active before the current one). 404 for an unknown id.
@@ -60,7 +61,7 @@ class Activator {
   };
   Built build(std::string_view zip, const std::string& sha256) const;
   std::shared_ptr<Serving> serving_for(const std::shared_ptr<Runtime>& runtime,
-                                       const HistoryEntry& entry, bool stopped) const;
+                                       const HistoryEntry& entry, bool stopped);
   CommandResult persist_and_publish(AgentState next, std::shared_ptr<const Serving> serving);
 
   StateStore& store_;
@@ -69,6 +70,7 @@ class Activator {
   ServingSlot& slot_;
   mutable std::mutex mu_;
   AgentState state_;
+  uint64_t last_serial_ = 0;  // Serving::runtime_serial of the last runtime built
 };
 
 }  // namespace cap::agent

@@ -71,6 +71,9 @@ int main(int argc, char** argv) {
   }
   if (settings.mgmt_key.empty())
     log.warn("no CAP_MGMT_KEY: the management API refuses every command but GET /v1/health");
+  else if (settings.mgmt_key.size() < 16)
+    log.warn("CAP_MGMT_KEY is shorter than 16 characters: use a long random key "
+             "(for example 32 random bytes as hex)");
   if (!settings.console_url.empty())
     log.warn("CAP_CONSOLE_URL is set, but announcing to the console is not available in this "
              "build; register the agent in the console by hand");

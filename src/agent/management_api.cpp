@@ -328,11 +328,12 @@ ManagementApi::Answer ManagementApi::vault_put(const Command& c) {
     agent_log().warn("vault: replace refused: {}", err);
     return error_answer(400, "the credentials were not stored", {err});
   }
-  auto names = vault_.names();
+  std::vector<std::string> names = vault_.names();
   agent_log().info("vault: replaced, {} credentials", names.size());
-  Map out;
   List l;
-  for (auto& n : names) l.push_back(Value(n));
+  l.reserve(names.size());
+  for (std::string& n : names) l.emplace_back(std::move(n));
+  Map out;
   out.set("credentials", Value(std::move(l)));
   return json_answer(200, Value(std::move(out)));
 }

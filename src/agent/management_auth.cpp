@@ -6,16 +6,11 @@ namespace cap::agent {
 
 bool ManagementAuth::configure(std::string key, std::string_view allow, std::string* error) {
   key_ = std::move(key);
-  std::string_view trimmed = allow;
-  while (!trimmed.empty() && trimmed.front() == ' ') trimmed.remove_prefix(1);
-  while (!trimmed.empty() && trimmed.back() == ' ') trimmed.remove_suffix(1);
-  allow_all_ = trimmed.empty() || trimmed == "all";
-  if (allow_all_) return true;
-  return allow_.parse(trimmed, error);
+  return allow_.parse(allow, error);
 }
 
 AuthVerdict ManagementAuth::check_address(std::string_view remote_addr) const {
-  if (allow_all_ || allow_.allows(remote_addr)) return {};
+  if (allow_.allowed(remote_addr)) return {};
   return {403, "this address may not use the management API",
           "address outside CAP_MGMT_ALLOW"};
 }
@@ -31,25 +26,20 @@ AuthVerdict ManagementAuth::check_signature(std::string_view method, std::string
   if (authorization.empty())
     return {401, "the request carries no signature (Authorization: CAP-HMAC-SHA256 ...)",
             "no signature"};
-  auto auth = net::parse_auth_header(authorization);
-  if (!auth)
+  net::ParsedAuth auth;
+  std::string why;
+  if (!net::parse_auth_header(authorization, &auth, &why))
     return {401,
             "the Authorization header is not CAP-HMAC-SHA256 ts=<unix seconds>, nonce=<random>, "
             "sig=<hex>",
-            "malformed Authorization header"};
-  if (auth->ts < now_s - kSkewSeconds || auth->ts > now_s + kSkewSeconds)
+            "malformed Authorization header: " + why};
+  if (auth.ts < now_s - kSkewSeconds || auth.ts > now_s + kSkewSeconds)
     return {401, "the request's timestamp is more than 300 s off the agent's clock",
-            "timestamp outside the 300 s window (clock skew " + std::to_string(auth->ts - now_s) +
+            "timestamp outside the 300 s window (clock skew " + std::to_string(auth.ts - now_s) +
                 " s)"};
-  std::string text;
-  text.reserve(method.size() + target.size() + auth->nonce.size() + 100);
-  text.append(method).append("\n").append(target).append("\n");
-  text.append(std::to_string(auth->ts)).append("\n").append(auth->nonce).append("\n");
-  text.append(net::sha256_hex(body));
-  std::string expected = net::hmac_sha256_hex(key_, text);
-  if (!net::constant_time_equal(expected, auth->sig))
+  if (!net::verify_signature(key_, method, target, body, auth))
     return {401, "the request's signature does not match", "bad signature"};
-  if (!remember_nonce(auth->nonce, auth->ts, now_s)) {
+  if (!remember_nonce(auth.nonce, auth.ts, now_s)) {
     if (nonces_.size() >= kMaxNonces)
       return {503, "too many management commands in the last 10 minutes; try again later",
               "nonce cache full"};

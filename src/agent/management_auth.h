@@ -48,7 +48,6 @@ class ManagementAuth {
 
   std::string key_;
   net::CidrList allow_;
-  bool allow_all_ = true;
   std::mutex mu_;
   std::unordered_map<std::string, int64_t> nonces_;  // nonce -> forget after (unix s)
   int64_t next_sweep_s_ = 0;

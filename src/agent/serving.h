@@ -20,6 +20,10 @@ namespace cap::agent {
 
 struct Serving {
   std::shared_ptr<Runtime> runtime;  // null: a blank agent
+  /// Names `runtime` uniquely for the process's life (0 when blank). Threads key their
+  /// reusable Workspace on it: a Runtime's address may be reused by a later one, a serial
+  /// never is.
+  uint64_t runtime_serial = 0;
   std::string id, name, sha256;
   int64_t activated_at_ms = 0;
   bool stopped = false;

@@ -52,6 +52,22 @@ constexpr std::string_view kStoppedPage =
 
 std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
 
+/// This thread's Workspace for `s`'s Runtime, started afresh when the Runtime changed. The
+/// engine's Workspace remembers its configuration by address, which a later configuration
+/// may reuse; the serial tells them apart.
+Workspace& workspace_for(const Serving& s) {
+  struct Slot {
+    uint64_t serial = 0;
+    Workspace ws;
+  };
+  thread_local Slot slot;
+  if (slot.serial != s.runtime_serial) {
+    slot.ws = Workspace();
+    slot.serial = s.runtime_serial;
+  }
+  return slot.ws;
+}
+
 }  // namespace
 
 /// One request on its way through. On the loop thread a thread_local one is reused (its
@@ -119,8 +135,9 @@ void WebHandler::send(Pending& p, const net::ResponseView& v) {
     p.deferred.respond(v);
 }
 
-void WebHandler::run_rules(Pending& p, Workspace& ws) {
+void WebHandler::run_rules(Pending& p) {
   Runtime& runtime = *p.serving->runtime;
+  Workspace& ws = workspace_for(*p.serving);
   p.rules_ran = true;
   if (p.serving->response_additions) {
     p.outcome = runtime.handle(p.req, p.res, ws, [&p](Variables& vars) {
@@ -179,7 +196,6 @@ void WebHandler::proxy(std::shared_ptr<Pending> p) {
 void WebHandler::handle(net::Exchange& ex) {
   const int64_t t0 = now_ns();
   thread_local Pending local;
-  thread_local Workspace workspace;
 
   std::string_view target = ex.target();
   if (target.starts_with("/.cap/")) {
@@ -218,8 +234,7 @@ void WebHandler::handle(net::Exchange& ex) {
     auto p = local.detach(serving);
     p->ex = nullptr;
     bool queued = wait_pool_.post([this, p] {
-      thread_local Workspace ws;
-      run_rules(*p, ws);
+      run_rules(*p);
       finish(*p);
     });
     if (!queued) {
@@ -228,7 +243,7 @@ void WebHandler::handle(net::Exchange& ex) {
     }
     return;
   }
-  run_rules(local, workspace);
+  run_rules(local);
   finish(local);
 }
 

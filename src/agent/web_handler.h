@@ -37,7 +37,7 @@ class WebHandler {
   struct Pending;  // a request that continues off the loop thread
 
  private:
-  void run_rules(Pending& p, Workspace& ws);
+  void run_rules(Pending& p);
   void finish(Pending& p);
   void proxy(std::shared_ptr<Pending> p);
   void send(Pending& p, const net::ResponseView& v);

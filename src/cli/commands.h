@@ -20,4 +20,23 @@ int cmd_run(const std::string& dir, const RunOptions& opts);
 int cmd_test(const std::string& dir, const std::string& data);
 int cmd_rules(bool markdown);
 
+// Commands that talk to an agent's management API (agent_commands.cpp). Each signs its
+// requests with the key from --key-file, else CAP_MGMT_KEY; without a key they exit 2.
+struct AgentOptions {
+  std::string agent;     // HOST:PORT of the management port
+  std::string key_file;  // empty: CAP_MGMT_KEY
+};
+
+/// Deploys a configuration folder (packed on the fly) or zip; prints the new id, or every
+/// error the agent reports.
+int cmd_deploy(const std::string& path, const AgentOptions& agent);
+/// Prints the agent's status (`json`: as the agent sends it).
+int cmd_status(const AgentOptions& agent, bool json);
+/// Lists the agent's log files, or prints one (`tail` > 0: its last lines).
+int cmd_logs(const AgentOptions& agent, const std::string& file, int tail);
+/// Arms the trace for the next `arm` transactions (arm > 0), or prints those recorded.
+int cmd_trace(const AgentOptions& agent, int arm);
+/// Reactivates configuration `to` ("" for the previous one); prints the active id.
+int cmd_rollback(const AgentOptions& agent, const std::string& to);
+
 }  // namespace cap::cli

@@ -1,4 +1,5 @@
-// capctl: validate, pack, run and test configurations offline; print the rule catalogue.
+// capctl: validate, pack, run and test configurations offline; print the rule catalogue;
+// deploy to an agent and ask it for status, logs, traces and rollbacks.
 // Exit status: 0 success, 1 the thing checked or asked for failed, 2 bad usage.
 #include <CLI/CLI.hpp>
 
@@ -42,6 +43,38 @@ int main(int argc, char** argv) {
   auto* rules = app.add_subcommand("rules", "Print the rule catalogue");
   rules->add_flag("--markdown", markdown, "as a Markdown page (docs/rules.md)");
 
+  // Commands that talk to an agent.
+  cap::cli::AgentOptions agent;
+  auto agent_options = [&](CLI::App* cmd) {
+    cmd->add_option("--agent", agent.agent, "the agent's management port, HOST:PORT")->required();
+    cmd->add_option("--key-file", agent.key_file,
+                    "file holding the management key (default: $CAP_MGMT_KEY)");
+  };
+  std::string log_file, rollback_to;
+  int tail = 0, arm = 0;
+  bool json = false;
+
+  auto* deploy = app.add_subcommand("deploy", "Deploy a configuration to an agent");
+  deploy->add_option("DIR", dir, "configuration folder or zip")->required();
+  agent_options(deploy);
+
+  auto* status = app.add_subcommand("status", "Show an agent's status");
+  status->add_flag("--json", json, "print the agent's JSON as it is");
+  agent_options(status);
+
+  auto* logs = app.add_subcommand("logs", "List an agent's log files, or print one");
+  logs->add_option("FILE", log_file, "a log file name (agent-YYYY-MM-DD.log)");
+  logs->add_option("--tail", tail, "only the last N lines")->check(CLI::Range(1, 1000000));
+  agent_options(logs);
+
+  auto* trace = app.add_subcommand("trace", "Print an agent's recorded transactions, or arm the trace");
+  trace->add_option("--arm", arm, "record the next N transactions")->check(CLI::Range(1, 10000));
+  agent_options(trace);
+
+  auto* rollback = app.add_subcommand("rollback", "Reactivate a previous configuration on an agent");
+  rollback->add_option("--to", rollback_to, "the configuration id (default: the previous one)");
+  agent_options(rollback);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -57,5 +90,10 @@ int main(int argc, char** argv) {
   if (*runc) return cap::cli::cmd_run(dir, run);
   if (*test) return cap::cli::cmd_test(dir, data);
   if (*rules) return cap::cli::cmd_rules(markdown);
+  if (*deploy) return cap::cli::cmd_deploy(dir, agent);
+  if (*status) return cap::cli::cmd_status(agent, json);
+  if (*logs) return cap::cli::cmd_logs(agent, log_file, tail);
+  if (*trace) return cap::cli::cmd_trace(agent, arm);
+  if (*rollback) return cap::cli::cmd_rollback(agent, rollback_to);
   return 2;
 }

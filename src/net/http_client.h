@@ -23,6 +23,9 @@ struct ClientOptions {
   int retries = 1;  // extra attempts for idempotent methods on connection failures
   bool verify_tls = true;
   std::string ca_file;  // extra trust anchors (tests); empty: the system store
+  /// Before reusing a pooled connection, peek at it (one non-blocking recv) and drop it when
+  /// the server has closed it. Off, a dead connection is only found by the retry.
+  bool check_idle_before_reuse = true;
 };
 
 class HttpClientPool : public HttpClient {
@@ -30,9 +33,24 @@ class HttpClientPool : public HttpClient {
   explicit HttpClientPool(ClientOptions options = {});
   ~HttpClientPool() override;
 
-  /// Blocking call (never from an event loop of the server). Thread-safe.
+  /// Blocking call: waits on a future for the reply. Never call it from an event loop (of
+  /// the server, or of this client: that is refused with an error, as it would wait
+  /// forever). Thread-safe.
+  ///
+  /// The reply: status 0 with `error` when no answer came (bad URL, connection refused, TLS
+  /// failure, response too large...); after HttpCall::timeout_ms (> 0) status 0,
+  /// timed_out = true and error "timed out after N ms". Errors name the origin
+  /// (scheme://host:port) but never the URL's credentials, path or query.
+  ///
+  /// Requests carry Host, User-Agent: cap/VERSION, Content-Length (when there is a body, or
+  /// for POST, PUT and PATCH), and Authorization: Basic from user:password@ in the URL; the
+  /// caller's Host, User-Agent and Authorization replace those; a caller's Content-Length
+  /// or Transfer-Encoding is ignored (the client frames the body). Idempotent methods (GET,
+  /// HEAD, PUT, DELETE, OPTIONS, TRACE) are retried on a fresh connection when a pooled one
+  /// turns out dead before any response byte; any method when connecting failed.
   HttpReply call(const HttpCall& call) override;
-  /// Non-blocking; `done` runs on the client's loop thread.
+  /// Non-blocking; `done` runs exactly once, on the client's loop thread (also with an error
+  /// when the pool is destroyed first). Must not be called while the pool is destroyed.
   void call_async(HttpCall call, std::function<void(HttpReply)> done);
 
  private:

@@ -8,9 +8,12 @@
 //   response string; header and body views are kept as offsets from the request's start in
 //   the read buffer, so the buffer may be compacted or grown while a request is being read
 //   and is left untouched while it is being answered.
-// - Reads go straight to async_read_some (no wait for readability, which would make Asio
-//   re-register the descriptor with epoll per request). Responses are first sent with one
-//   non-blocking send(); only what the kernel does not take goes through async_write.
+// - Reads go straight to the reactor (no wait for readability, which would make Asio
+//   re-register the descriptor with epoll per request). A read that returns less than it
+//   asked for tells the reactor the socket is drained (see DrainingRead), so the next read
+//   waits for epoll instead of trying a recv() that would fail with EAGAIN: one recv and
+//   one send per request, as nginx. Responses are first sent with one non-blocking send();
+//   only what the kernel does not take goes through async_write.
 // - Timeouts: each connection holds a deadline; one timer per loop sweeps the connections a
 //   few times a second. No timer is armed per request.
 // - Connections are owned by their loop's intrusive list (and by any Deferred); completion
@@ -35,6 +38,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/optional.hpp>
+#include <boost/version.hpp>
 #include <charconv>
 #include <cstring>
 #include <mutex>
@@ -54,6 +58,80 @@ using Acceptor = asio::basic_socket_acceptor<tcp, Executor>;
 using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                          asio::wait_traits<std::chrono::steady_clock>, Executor>;
 using TlsStream = asio::ssl::stream<Socket>;
+
+// The drained-read fast path needs Asio's epoll reactor internals as of Boost 1.81 (CMake
+// requires exactly that version); anything else uses async_read_some.
+#if BOOST_VERSION == 108100 && defined(BOOST_ASIO_HAS_EPOLL) && \
+    !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT) && !defined(BOOST_ASIO_DISABLE_EPOLL)
+#define CAP_NET_DRAINING_READ 1
+namespace adetail = boost::asio::detail;
+
+// A socket that shows its reactor registration to the read operation below.
+class ReactorSocket : public Socket {
+ public:
+  explicit ReactorSocket(Socket&& s) : Socket(std::move(s)) {}
+  adetail::reactor::per_descriptor_data& reactor_data() {
+    return impl_.get_implementation().reactor_data_;
+  }
+};
+
+// One read, performed by the reactor: a recv() that reports "done and exhausted" when it
+// got less than it asked for. Asio's own recv operation reports that only at end of stream,
+// so after every request the next read would first try a recv() bound to fail with EAGAIN
+// (the client is still waiting for our answer). Exhausted makes the reactor skip that try
+// and wait for epoll's next edge, which new data always raises. Embedded in the connection
+// and reused, so a read allocates nothing.
+class DrainingRead : public adetail::reactor_op {
+ public:
+  using Done = void (*)(void* target, const boost::system::error_code& ec, size_t n);
+  DrainingRead(void* target, Done done)
+      : reactor_op(boost::system::error_code(), &DrainingRead::perform_read,
+                   &DrainingRead::complete_read),
+        target_(target),
+        done_(done) {}
+
+  void start(adetail::reactor& reactor, ReactorSocket& sock, char* buf, size_t len) {
+    fd_ = sock.native_handle();
+    buf_ = buf;
+    len_ = len;
+    ec_ = boost::system::error_code();
+    bytes_transferred_ = 0;
+    reactor.start_op(adetail::reactor::read_op, fd_, sock.reactor_data(), this, false, true);
+  }
+
+ private:
+  static status perform_read(reactor_op* base) {
+    auto* o = static_cast<DrainingRead*>(base);
+    for (;;) {
+      ssize_t n = ::recv(o->fd_, o->buf_, o->len_, MSG_DONTWAIT);
+      if (n > 0) {
+        o->bytes_transferred_ = size_t(n);
+        return size_t(n) < o->len_ ? done_and_exhausted : done;
+      }
+      if (n == 0) {
+        o->ec_ = asio::error::eof;
+        return done_and_exhausted;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return not_done;
+      o->ec_ = boost::system::error_code(errno, boost::system::system_category());
+      return done;
+    }
+  }
+  static void complete_read(void* owner, adetail::operation* base,
+                            const boost::system::error_code&, std::size_t) {
+    if (!owner) return;  // the io_context is being destroyed: nothing to run
+    auto* o = static_cast<DrainingRead*>(base);
+    o->done_(o->target_, o->ec_, o->bytes_transferred_);
+  }
+
+  void* target_;
+  Done done_;
+  int fd_ = -1;
+  char* buf_ = nullptr;
+  size_t len_ = 0;
+};
+#endif
 
 constexpr size_t kInitialBuffer = 4096;
 constexpr size_t kMinRead = 1024;
@@ -117,10 +195,38 @@ std::string_view reason_phrase(int status) {
   return s;
 }
 
+// The status lines most responses use, pre-rendered.
+std::string_view common_status_line(int status) {
+  switch (status) {
+    case 200: return "HTTP/1.1 200 OK\r\n";
+    case 201: return "HTTP/1.1 201 Created\r\n";
+    case 204: return "HTTP/1.1 204 No Content\r\n";
+    case 301: return "HTTP/1.1 301 Moved Permanently\r\n";
+    case 302: return "HTTP/1.1 302 Found\r\n";
+    case 304: return "HTTP/1.1 304 Not Modified\r\n";
+    case 400: return "HTTP/1.1 400 Bad Request\r\n";
+    case 401: return "HTTP/1.1 401 Unauthorized\r\n";
+    case 403: return "HTTP/1.1 403 Forbidden\r\n";
+    case 404: return "HTTP/1.1 404 Not Found\r\n";
+    case 500: return "HTTP/1.1 500 Internal Server Error\r\n";
+    case 502: return "HTTP/1.1 502 Bad Gateway\r\n";
+    case 503: return "HTTP/1.1 503 Service Unavailable\r\n";
+    default: return {};
+  }
+}
+
 void append_uint(std::string& out, uint64_t v) {
   char buf[24];
   auto res = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, size_t(res.ptr - buf));
+}
+
+// "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+constexpr size_t kDateLineSize = 6 + 29 + 2;
+void format_date_line(int64_t t, char* out) {
+  memcpy(out, "Date: ", 6);
+  format_http_date(t, out + 6);
+  memcpy(out + 35, "\r\n", 2);
 }
 
 struct RenderParams {
@@ -128,7 +234,7 @@ struct RenderParams {
   bool keep_alive = true;
   bool head = false;
   bool draining = false;
-  const char* date = nullptr;  // 29 characters
+  const char* date_line = nullptr;  // kDateLineSize characters
 };
 
 bool response_valid(const ResponseView& r) {
@@ -147,6 +253,7 @@ const ResponseView& internal_error() {
 // Renders the whole response (head and body) into `out`. Returns whether the connection
 // closes after it.
 bool render_response(std::string& out, const ResponseView& given, const RenderParams& p) {
+  using namespace std::string_view_literals;
   const ResponseView& r = response_valid(given) ? given : internal_error();
   bool close = r.close || !p.keep_alive || p.draining;
   bool own_server = true;
@@ -155,19 +262,21 @@ bool render_response(std::string& out, const ResponseView& given, const RenderPa
     if (iequals(h.first, "connection") && iequals(h.second, "close")) close = true;
   }
   out.clear();
-  out.append("HTTP/1.1 ");
-  append_uint(out, uint64_t(r.status));
-  out.push_back(' ');
-  out.append(reason_phrase(r.status));
-  out.append("\r\n");
-  if (own_server) out.append("Server: cap\r\n");
-  out.append("Date: ");
-  out.append(p.date, 29);
-  out.append("\r\n");
+  if (std::string_view line = common_status_line(r.status); !line.empty()) {
+    out.append(line);
+  } else {
+    out.append("HTTP/1.1 "sv);
+    append_uint(out, uint64_t(r.status));
+    out.push_back(' ');
+    out.append(reason_phrase(r.status));
+    out.append("\r\n"sv);
+  }
+  if (own_server) out.append("Server: cap\r\n"sv);
+  out.append(p.date_line, kDateLineSize);
   if (!r.content_type.empty()) {
-    out.append("Content-Type: ");
+    out.append("Content-Type: "sv);
     out.append(r.content_type);
-    out.append("\r\n");
+    out.append("\r\n"sv);
   }
   for (const auto& [name, value] : r.headers) {
     // The server owns the framing and the connection's fate.
@@ -175,21 +284,21 @@ bool render_response(std::string& out, const ResponseView& given, const RenderPa
         iequals(name, "connection") || iequals(name, "date"))
       continue;
     out.append(name);
-    out.append(": ");
+    out.append(": "sv);
     out.append(value);
-    out.append("\r\n");
+    out.append("\r\n"sv);
   }
   bool bodyless = r.status == 204 || r.status == 304;
   if (!bodyless) {
-    out.append("Content-Length: ");
+    out.append("Content-Length: "sv);
     append_uint(out, r.body.size());
-    out.append("\r\n");
+    out.append("\r\n"sv);
   }
   if (close)
-    out.append("Connection: close\r\n");
+    out.append("Connection: close\r\n"sv);
   else if (p.version == 10)
-    out.append("Connection: keep-alive\r\n");
-  out.append("\r\n");
+    out.append("Connection: keep-alive\r\n"sv);
+  out.append("\r\n"sv);
   if (!bodyless && !p.head) out.append(r.body);
   return close;
 }
@@ -200,6 +309,7 @@ struct Shared {
   Handler handler;
   std::unique_ptr<asio::ssl::context> tls;
   std::atomic<size_t> connections{0};
+  std::atomic<uint64_t> accepted{0};
   int64_t sweep_ms = 250;
   void log(std::string_view text) const {
     if (opt.log) opt.log(text);
@@ -251,16 +361,20 @@ class Loop {
   }
   size_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
   bool draining() const { return draining_; }
-  const char* date() {
+  // "Date: ...\r\n", formatted once a second.
+  const char* date_line() {
     int64_t s = wall_sec();
     if (s != date_sec_) {
       date_sec_ = s;
-      format_http_date(s, date_);
+      format_date_line(s, date_line_);
     }
-    return date_;
+    return date_line_;
   }
 
   asio::io_context& ioc() { return ioc_; }
+#ifdef CAP_NET_DRAINING_READ
+  adetail::reactor& reactor() { return reactor_; }
+#endif
   Shared& sh() { return sh_; }
   const std::shared_ptr<LoopGate>& gate() const { return gate_; }
 
@@ -284,6 +398,9 @@ class Loop {
   std::shared_ptr<LoopGate> gate_;
   // ioc_ first: it is destroyed last, after every object that uses it.
   asio::io_context ioc_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
+#ifdef CAP_NET_DRAINING_READ
+  adetail::reactor& reactor_ = asio::use_service<adetail::reactor>(ioc_);
+#endif
   Acceptor acceptor_{ioc_};
   Socket pending_{ioc_};
   tcp::endpoint peer_;
@@ -293,7 +410,7 @@ class Loop {
   std::atomic<size_t> in_flight_{0};
   bool draining_ = false;
   bool stopping_ = false;
-  char date_[32] = {};
+  char date_line_[kDateLineSize + 1] = {};
   int64_t date_sec_ = -1;
   std::thread thread_;
 };
@@ -694,7 +811,7 @@ RenderParams ConnBase::render_params() {
   p.keep_alive = keep_alive_;
   p.head = head_;
   p.draining = loop_->draining();
-  p.date = loop_->date();
+  p.date_line = loop_->date_line();
   return p;
 }
 
@@ -718,9 +835,9 @@ void ConnBase::deliver_from(std::shared_ptr<Connection> keep, const ResponseView
   p.keep_alive = keep_alive_;
   p.head = head_;
   p.draining = gate->draining.load();
-  char date[32];
-  format_http_date(wall_sec(), date);
-  p.date = date;
+  char date_line[kDateLineSize + 1];
+  format_date_line(wall_sec(), date_line);
+  p.date_line = date_line;
   std::string out;
   bool close = render_response(out, r, p);
   std::unique_lock<std::mutex> lk(gate->mu);
@@ -825,7 +942,7 @@ void ConnBase::send_error(int status) {
   RenderParams p;
   p.version = 11;
   p.keep_alive = false;
-  p.date = loop_->date();
+  p.date_line = loop_->date_line();
   render_response(out_, r, p);
   close_after_ = true;
   st_ = St::Writing;
@@ -916,13 +1033,29 @@ void ConnBase::finish() {
 
 class PlainConn final : public ConnBase {
  public:
+#ifdef CAP_NET_DRAINING_READ
+  PlainConn(Loop* loop, Socket&& s, const tcp::endpoint& peer)
+      : ConnBase(loop, peer),
+        sock_(std::in_place, std::move(s)),
+        read_op_(this, [](void* self, const boost::system::error_code& ec, size_t n) {
+          static_cast<PlainConn*>(self)->on_read(ec, n);
+        }) {
+    boost::system::error_code ignored;
+    sock_->non_blocking(true, ignored);
+  }
+#else
   PlainConn(Loop* loop, Socket&& s, const tcp::endpoint& peer)
       : ConnBase(loop, peer), sock_(std::move(s)) {}
+#endif
 
  private:
   void io_read(char* p, size_t n) override {
+#ifdef CAP_NET_DRAINING_READ
+    read_op_.start(loop_->reactor(), *sock_, p, n);
+#else
     sock_->async_read_some(asio::buffer(p, n), [this](const boost::system::error_code& ec,
                                                       size_t got) { on_read(ec, got); });
+#endif
   }
   void io_write(const char* p, size_t n) override {
     asio::async_write(*sock_, asio::buffer(p, n),
@@ -958,7 +1091,12 @@ class PlainConn final : public ConnBase {
   bool tls() const override { return false; }
   bool secure() const override { return false; }
 
+#ifdef CAP_NET_DRAINING_READ
+  std::optional<ReactorSocket> sock_;
+  DrainingRead read_op_;
+#else
   std::optional<Socket> sock_;
+#endif
 };
 
 class TlsConn final : public ConnBase {
@@ -1058,6 +1196,7 @@ void Loop::on_accept(const boost::system::error_code& ec) {
     accept_next();
     return;
   }
+  sh_.accepted.fetch_add(1, std::memory_order_relaxed);
   boost::system::error_code ignored;
   pending_.set_option(tcp::no_delay(true), ignored);
   std::shared_ptr<ConnBase> c;
@@ -1318,5 +1457,7 @@ size_t HttpServer::in_flight() const {
 }
 
 size_t HttpServer::connections() const { return impl_->sh.connections.load(); }
+
+uint64_t HttpServer::accepted() const { return impl_->sh.accepted.load(); }
 
 }  // namespace cap::net

@@ -113,7 +113,10 @@ class HttpServer {
   bool drain(std::chrono::milliseconds timeout);
   /// Requests being handled right now.
   size_t in_flight() const;
+  /// Connections open right now.
   size_t connections() const;
+  /// Connections accepted since start.
+  uint64_t accepted() const;
 
  private:
   struct Impl;

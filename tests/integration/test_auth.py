@@ -144,6 +144,43 @@ class CidrInsideTest(AgentTestCase):
         self.assertEqual(self.agent.mgmt("GET", "/v1/status").status, 200)
 
 
+class TlsTest(unittest.TestCase):
+    """CAP_MGMT_TLS_CERT/KEY: the management port speaks TLS; the signature works the same."""
+
+    def test_management_over_tls(self):
+        import http.client
+        import os
+        import shutil
+        import ssl
+        import subprocess
+        import tempfile
+        if not shutil.which("openssl"):
+            self.skipTest("the openssl command is not installed")
+        tmp = tempfile.mkdtemp(prefix="cap-tls-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        agent = Agent(env={"CAP_MGMT_TLS_CERT": cert, "CAP_MGMT_TLS_KEY": key}).start()
+        self.addCleanup(agent.cleanup)
+        ctx = ssl.create_default_context(cafile=cert)
+        ctx.check_hostname = False
+        conn = http.client.HTTPSConnection("127.0.0.1", agent.mgmt_port, context=ctx, timeout=10)
+        self.addCleanup(conn.close)
+        conn.request("GET", "/v1/status",
+                     headers={"Authorization": auth_header(agent.key, "GET", "/v1/status")})
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(json.loads(r.read())["name"], "test-agent")
+        # Plain HTTP on the TLS port gets no answer.
+        try:
+            reply = http_request(agent.mgmt_port, "GET", "/v1/health", timeout=5)
+        except (OSError, http.client.HTTPException):
+            reply = None
+        self.assertTrue(reply is None or reply.status != 200, reply)
+
+
 class BadAllowListTest(unittest.TestCase):
 
     def test_an_invalid_allow_list_stops_the_agent(self):

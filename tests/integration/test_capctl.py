@@ -2,6 +2,7 @@
 0/1/2 (DESIGN §8)."""
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -16,6 +17,7 @@ class CapctlTest(AgentTestCase):
     def setUp(self):
         super().setUp()
         self.tmp = tempfile.mkdtemp(prefix="capctl-test-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
         self.key_file = os.path.join(self.tmp, "mgmt.key")
         with open(self.key_file, "w") as f:
             f.write(self.agent.key + "\n")

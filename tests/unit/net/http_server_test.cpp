@@ -19,6 +19,7 @@ namespace {
 using namespace std::chrono_literals;
 using test::RawClient;
 using test::RawResponse;
+using test::cat;
 
 // A server with an echo handler: answers "METHOD TARGET BODY" plus a few request facts in
 // headers. Tests may replace the handler.
@@ -40,8 +41,7 @@ class NetServer : public ::testing::Test {
 
   void echo(Exchange& ex) {
     requests_++;
-    std::string text = std::string(ex.method()) + " " + std::string(ex.target()) + " " +
-                       std::string(ex.body());
+    std::string text = cat(ex.method(), " ", ex.target(), " ", ex.body());
     std::vector<std::pair<std::string, std::string>> h = {
         {"X-Version", std::to_string(ex.version())},
         {"X-Remote", std::string(ex.remote_addr())},
@@ -83,12 +83,13 @@ TEST_F(NetServer, KeepsAConnectionAliveForManyRequests) {
   start();
   RawClient c(port_);
   for (int i = 0; i < 200; ++i) {
-    std::string body = "b" + std::to_string(i);
-    ASSERT_TRUE(c.send("POST /n/" + std::to_string(i) + " HTTP/1.1\r\nHost: h\r\nContent-Length: " +
-                       std::to_string(body.size()) + "\r\n\r\n" + body));
+    std::string n = std::to_string(i);
+    std::string body = cat("b", n);
+    ASSERT_TRUE(c.send(cat("POST /n/", n, " HTTP/1.1\r\nHost: h\r\nContent-Length: ",
+                           std::to_string(body.size()), "\r\n\r\n", body)));
     RawResponse r;
     ASSERT_TRUE(c.read_response(&r)) << "request " << i;
-    EXPECT_EQ(r.body, "POST /n/" + std::to_string(i) + " " + body);
+    EXPECT_EQ(r.body, cat("POST /n/", n, " ", body));
   }
   EXPECT_EQ(requests_.load(), 200);
   EXPECT_EQ(server_->connections(), 1u);
@@ -171,8 +172,7 @@ TEST_F(NetServer, OversizedHeaderGets431) {
   o.max_header_bytes = 2048;
   start(o);
   RawClient c(port_);
-  ASSERT_TRUE(
-      c.send("GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + std::string(4000, 'a') + "\r\n\r\n"));
+  ASSERT_TRUE(c.send(cat("GET / HTTP/1.1\r\nHost: h\r\nX-Big: ", std::string(4000, 'a'), "\r\n\r\n")));
   RawResponse r;
   ASSERT_TRUE(c.read_response(&r));
   EXPECT_EQ(r.status, 431);
@@ -182,7 +182,7 @@ TEST_F(NetServer, OversizedHeaderGets431) {
 
   // A header just under the limit passes.
   RawResponse ok = test::raw_request(
-      port_, "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + std::string(1500, 'a') + "\r\n\r\n");
+      port_, cat("GET / HTTP/1.1\r\nHost: h\r\nX-Big: ", std::string(1500, 'a'), "\r\n\r\n"));
   EXPECT_EQ(ok.status, 200);
 }
 
@@ -201,7 +201,7 @@ TEST_F(NetServer, OversizedBodyGets413) {
   {  // Chunked body growing past the limit.
     RawClient c(port_);
     std::string req = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
-    for (int i = 0; i < 3; ++i) req += "1f4\r\n" + std::string(500, 'x') + "\r\n";
+    for (int i = 0; i < 3; ++i) req += cat("1f4\r\n", std::string(500, 'x'), "\r\n");
     req += "0\r\n\r\n";
     ASSERT_TRUE(c.send(req));
     RawResponse r;
@@ -210,7 +210,8 @@ TEST_F(NetServer, OversizedBodyGets413) {
   }
   EXPECT_EQ(requests_.load(), 0);
   RawResponse ok = test::raw_request(
-      port_, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n" + std::string(1000, 'y'));
+      port_, cat("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n",
+                 std::string(1000, 'y')));
   EXPECT_EQ(ok.status, 200);
   EXPECT_EQ(ok.body.size(), std::string("POST / ").size() + 1000);
 }
@@ -295,25 +296,26 @@ TEST_F(NetServer, DeferredAnswersFromAnotherThread) {
       r.status = 201;
       r.content_type = "text/plain";
       r.headers = h;
-      r.body = "later:" + item.second;
+      std::string body = cat("later:", item.second);
+      r.body = body;
       item.first.respond(r);
       lk.lock();
     }
   });
   start({}, [&](Exchange& ex) {
     std::lock_guard<std::mutex> lk(mu);
-    queue.emplace_back(ex.defer(), std::string(ex.target()) + ":" + std::string(ex.body()));
+    queue.emplace_back(ex.defer(), cat(ex.target(), ":", ex.body()));
     cv.notify_one();
   });
   RawClient c(port_);
   for (int i = 0; i < 50; ++i) {
-    ASSERT_TRUE(c.send("POST /d" + std::to_string(i) +
-                       " HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok"));
+    std::string n = std::to_string(i);
+    ASSERT_TRUE(c.send(cat("POST /d", n, " HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok")));
     RawResponse r;
     ASSERT_TRUE(c.read_response(&r)) << i;
     EXPECT_EQ(r.status, 201);
     EXPECT_EQ(r.header("x-worker"), "yes");
-    EXPECT_EQ(r.body, "later:/d" + std::to_string(i) + ":ok");
+    EXPECT_EQ(r.body, cat("later:/d", n, ":ok"));
   }
   {
     std::lock_guard<std::mutex> lk(mu);
@@ -367,7 +369,7 @@ TEST_F(NetServer, ResponseHeaderWithCrLfIsRefused) {
     ex.respond(r);
   });
   for (std::string path : {"/value", "/name", "/type"}) {
-    RawResponse r = test::raw_request(port_, "GET " + path + " HTTP/1.1\r\nHost: h\r\n\r\n");
+    RawResponse r = test::raw_request(port_, cat("GET ", path, " HTTP/1.1\r\nHost: h\r\n\r\n"));
     EXPECT_EQ(r.status, 500) << path;
     EXPECT_EQ(r.header("set-cookie"), "") << path;
     EXPECT_EQ(r.head.find("stolen"), std::string::npos) << path;
@@ -404,15 +406,16 @@ TEST_F(NetServer, BodyArrivingInPiecesAndLargeBodies) {
   start();
   RawClient c(port_);
   std::string big(300000, 'z');
-  std::string req = "PUT /big HTTP/1.1\r\nHost: h\r\nContent-Length: " +
-                    std::to_string(big.size()) + "\r\n\r\n" + big;
+  std::string req =
+      cat("PUT /big HTTP/1.1\r\nHost: h\r\nContent-Length: ", std::to_string(big.size()),
+          "\r\n\r\n", big);
   for (size_t i = 0; i < req.size(); i += 70000) {
     ASSERT_TRUE(c.send(std::string_view(req).substr(i, 70000)));
     std::this_thread::sleep_for(5ms);
   }
   RawResponse r;
   ASSERT_TRUE(c.read_response(&r));
-  EXPECT_EQ(r.body, "PUT /big " + big);
+  EXPECT_EQ(r.body, cat("PUT /big ", big));
   // And a small request after it on the same connection.
   ASSERT_TRUE(c.send("GET /small HTTP/1.1\r\nHost: h\r\n\r\n"));
   ASSERT_TRUE(c.read_response(&r));
@@ -494,15 +497,15 @@ TEST_F(NetServer, ManyConcurrentConnectionsFromSeveralThreads) {
       for (int i = 0; i < kConns; ++i) conns.push_back(std::make_unique<RawClient>(port_));
       for (int n = 0; n < kRequests; ++n) {
         for (int i = 0; i < kConns; ++i) {
-          std::string path = "/t" + std::to_string(t) + "/c" + std::to_string(i) + "/" +
-                             std::to_string(n);
-          conns[i]->send("GET " + path + " HTTP/1.1\r\nHost: h\r\n\r\n");
+          std::string path =
+              cat("/t", std::to_string(t), "/c", std::to_string(i), "/", std::to_string(n));
+          conns[i]->send(cat("GET ", path, " HTTP/1.1\r\nHost: h\r\n\r\n"));
         }
         for (int i = 0; i < kConns; ++i) {
           RawResponse r;
-          std::string path = "/t" + std::to_string(t) + "/c" + std::to_string(i) + "/" +
-                             std::to_string(n);
-          if (conns[i]->read_response(&r) && r.body == "GET " + path + " ") ok++;
+          std::string path =
+              cat("/t", std::to_string(t), "/c", std::to_string(i), "/", std::to_string(n));
+          if (conns[i]->read_response(&r) && r.body == cat("GET ", path, " ")) ok++;
         }
       }
     });

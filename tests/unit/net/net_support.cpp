@@ -141,7 +141,7 @@ RawResponse raw_request(uint16_t port, std::string_view request) {
   return r;
 }
 
-TestCert make_test_cert() {
+TestCert make_test_cert(const std::string& subject_alt_names) {
   TestCert t;
   char tmpl[] = "/tmp/cap-net-test-XXXXXX";
   if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
@@ -164,7 +164,7 @@ TestCert make_test_cert() {
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, x, x, nullptr, nullptr, 0);
   X509_EXTENSION* san =
-      X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
+      X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, subject_alt_names.c_str());
   X509_add_ext(x, san, -1);
   X509_EXTENSION_free(san);
   X509_EXTENSION* bc = X509V3_EXT_conf_nid(nullptr, &ctx, NID_basic_constraints, "critical,CA:TRUE");

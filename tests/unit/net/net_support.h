@@ -46,13 +46,22 @@ class RawClient {
   bool eof_ = false;
 };
 
+/// Concatenates strings. (GCC 12 at -O3 warns falsely about `"literal" + std::string&&`.)
+template <class... A>
+std::string cat(const A&... parts) {
+  std::string s;
+  (s.append(std::string_view(parts)), ...);
+  return s;
+}
+
 /// One request on a fresh connection; the response, or status 0.
 RawResponse raw_request(uint16_t port, std::string_view request);
 
 struct TestCert {
   std::string dir, cert_file, key_file;  // PEM files, valid for localhost and 127.0.0.1
 };
-/// Makes a self-signed certificate in a new temporary folder.
-TestCert make_test_cert();
+/// Makes a self-signed certificate in a new temporary folder, for the names in
+/// `subject_alt_names` (OpenSSL's syntax).
+TestCert make_test_cert(const std::string& subject_alt_names = "DNS:localhost,IP:127.0.0.1");
 
 }  // namespace cap::net::test

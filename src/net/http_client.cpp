@@ -1,0 +1,675 @@
+// HttpClientPool (net/http_client.h): Asio + Beast, its own loop thread(s), idle keep-alive
+// connections pooled per origin.
+//
+// One call is a CallState owned by the completion handlers in flight (shared_ptr) and by its
+// loop's active set until it finishes. Its overall deadline is one timer; a timeout closes
+// the connection, and the handler that then completes with an error finds the call finished
+// and only cleans up.
+#include "net/http_client.h"
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+#include <future>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#ifndef CAP_VERSION
+#define CAP_VERSION "dev"
+#endif
+
+namespace cap::net {
+namespace {
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+constexpr uint32_t kMaxResponseHeader = 64 * 1024;
+
+thread_local const void* t_client_loop_owner = nullptr;
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c + 32) : c; }
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != lower(b[i])) return false;
+  return true;
+}
+
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) continue;
+    if (std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos) continue;
+    return false;
+  }
+  return true;
+}
+
+bool has_ctl(std::string_view s) {
+  for (char c : s)
+    if (c == '\r' || c == '\n' || c == '\0') return true;
+  return false;
+}
+
+bool idempotent(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "PUT" || m == "DELETE" || m == "OPTIONS" ||
+         m == "TRACE";
+}
+
+std::string base64(std::string_view in) {
+  static const char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    out += kAlphabet[v >> 18];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += kAlphabet[v & 63];
+  }
+  if (i + 1 == in.size()) {
+    uint32_t v = uint8_t(in[i]) << 16;
+    out += kAlphabet[v >> 18];
+    out += kAlphabet[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out += kAlphabet[v >> 18];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+// A URL taken apart. `where` names the origin in messages: no credentials, path or query.
+struct Target {
+  bool tls = false;
+  bool ip_literal = false;
+  std::string host;         // without brackets
+  uint16_t port = 0;
+  std::string host_header;  // host[:port], IPv6 in brackets
+  std::string target;       // path?query, as encoded in the URL
+  std::string origin_key;   // scheme://host:port
+  std::string basic_auth;   // "Basic ..." from user:password@, or empty
+  std::string where;        // scheme://host:port
+};
+
+bool parse_target(const std::string& url, Target* t, std::string* error) {
+  auto r = boost::urls::parse_uri(url);
+  if (!r) {
+    *error = "bad URL: " + r.error().message() + " (expected http://host[:port]/path)";
+    return false;
+  }
+  boost::urls::url_view u = *r;
+  std::string scheme(u.scheme());
+  for (char& c : scheme) c = lower(c);
+  if (scheme != "http" && scheme != "https") {
+    *error = "bad URL: the scheme must be http or https, not '" + scheme + "'";
+    return false;
+  }
+  t->tls = scheme == "https";
+  switch (u.host_type()) {
+    case boost::urls::host_type::ipv4:
+    case boost::urls::host_type::ipv6:
+      t->ip_literal = true;
+      t->host = u.host_address();
+      break;
+    case boost::urls::host_type::name:
+      t->host = u.host();
+      break;
+    default:
+      *error = "bad URL: it has no host";
+      return false;
+  }
+  if (t->host.empty()) {
+    *error = "bad URL: it has no host";
+    return false;
+  }
+  for (char& c : t->host) c = lower(c);
+  uint16_t def = t->tls ? 443 : 80;
+  t->port = def;
+  if (u.has_port() && !u.port().empty()) {
+    std::string_view p = u.port();  // port_number() wraps values above 65535
+    unsigned long v = 0;
+    bool digits = p.size() <= 5 && p.find_first_not_of("0123456789") == std::string_view::npos;
+    if (digits) v = std::stoul(std::string(p));
+    if (!digits || v < 1 || v > 65535) {
+      *error = "bad URL: the port must be 1 to 65535";
+      return false;
+    }
+    t->port = uint16_t(v);
+  }
+  std::string bracketed =
+      u.host_type() == boost::urls::host_type::ipv6 ? "[" + t->host + "]" : t->host;
+  t->host_header = bracketed;
+  if (t->port != def) t->host_header += ":" + std::to_string(t->port);
+  t->target = std::string(u.encoded_path());
+  if (t->target.empty()) t->target = "/";
+  if (u.has_query()) {
+    t->target += "?";
+    t->target += std::string(u.encoded_query());
+  }
+  if (has_ctl(t->target) || t->target.find(' ') != std::string::npos) {
+    *error = "bad URL: the path holds spaces or control characters";
+    return false;
+  }
+  t->where = scheme;
+  t->where += "://";
+  t->where += bracketed;
+  t->where += ":" + std::to_string(t->port);
+  t->origin_key = t->where;
+  if (u.has_userinfo()) {
+    std::string cred = u.user();
+    cred += ":";
+    cred += u.password();
+    t->basic_auth = "Basic " + base64(cred);
+  }
+  return true;
+}
+
+// One connection, plain or TLS.
+struct Conn {
+  std::unique_ptr<tcp::socket> plain;
+  std::unique_ptr<ssl::stream<tcp::socket>> tls;
+  beast::flat_buffer buf;
+  std::string key;
+  Clock::time_point idle_since;
+
+  tcp::socket& lowest() { return tls ? tls->next_layer() : *plain; }
+  void close() {
+    boost::system::error_code ec;
+    if (tls || plain) lowest().close(ec);
+  }
+  // A pooled connection the server closed (EOF) or that holds unexpected bytes is dead.
+  bool looks_alive() {
+    char b;
+    ssize_t n = ::recv(lowest().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+};
+
+struct ClientLoop;
+struct CallState;
+
+struct Shared {
+  ClientOptions opt;
+  std::unique_ptr<ssl::context> tls;
+  std::string tls_error;
+};
+
+struct ClientLoop {
+  explicit ClientLoop(Shared& s, const void* owner) : sh(s), owner(owner) {}
+  Shared& sh;
+  const void* owner;
+  asio::io_context ioc{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work{ioc.get_executor()};
+  asio::steady_timer sweep{ioc};
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Conn>>> idle;
+  std::unordered_set<std::shared_ptr<CallState>> active;
+  bool stopping = false;
+  std::thread thread;
+
+  void start() {
+    arm_sweep();
+    thread = std::thread([this] {
+      t_client_loop_owner = owner;
+      for (;;) {
+        try {
+          ioc.run();
+          return;
+        } catch (...) {
+        }
+      }
+    });
+  }
+  void arm_sweep() {
+    sweep.expires_after(std::chrono::seconds(1));
+    sweep.async_wait([this](const boost::system::error_code& ec) {
+      if (ec || stopping) return;
+      auto now = Clock::now();
+      for (auto it = idle.begin(); it != idle.end();) {
+        auto& v = it->second;
+        std::erase_if(v, [&](const std::unique_ptr<Conn>& c) {
+          return now - c->idle_since >= sh.opt.idle_keep;
+        });
+        it = v.empty() ? idle.erase(it) : std::next(it);
+      }
+      arm_sweep();
+    });
+  }
+  void give_back(std::unique_ptr<Conn> c) {
+    if (stopping) return;
+    auto& v = idle[c->key];
+    if (v.size() >= sh.opt.max_idle_per_origin) return;
+    c->idle_since = Clock::now();
+    v.push_back(std::move(c));
+  }
+  std::unique_ptr<Conn> take(const std::string& key) {
+    auto it = idle.find(key);
+    if (it == idle.end()) return nullptr;
+    auto& v = it->second;
+    auto now = Clock::now();
+    while (!v.empty()) {
+      std::unique_ptr<Conn> c = std::move(v.back());
+      v.pop_back();
+      if (now - c->idle_since < sh.opt.idle_keep &&
+          (!sh.opt.check_idle_before_reuse || c->looks_alive()))
+        return c;
+    }
+    return nullptr;
+  }
+  void shutdown();
+};
+
+struct CallState : std::enable_shared_from_this<CallState> {
+  CallState(ClientLoop* l, HttpCall c, Target tg, std::string req,
+            std::function<void(HttpReply)> d)
+      : loop(l),
+        call(std::move(c)),
+        t(std::move(tg)),
+        request(std::move(req)),
+        done(std::move(d)),
+        deadline(l->ioc),
+        connect_timer(l->ioc),
+        resolver(l->ioc) {}
+
+  ClientLoop* loop;
+  HttpCall call;
+  Target t;
+  std::string request;
+  std::function<void(HttpReply)> done;
+  asio::steady_timer deadline;
+  asio::steady_timer connect_timer;
+  tcp::resolver resolver;
+  std::unique_ptr<Conn> conn;
+  std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+  bool reused = false;
+  bool finished = false;
+  bool connect_timed_out = false;
+  int attempt = 0;
+
+  const ClientOptions& opt() const { return loop->sh.opt; }
+
+  void start() {
+    if (call.timeout_ms > 0) {
+      deadline.expires_after(std::chrono::milliseconds(call.timeout_ms));
+      deadline.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+        if (!ec) self->on_deadline();
+      });
+    }
+    if (std::unique_ptr<Conn> c = loop->take(t.origin_key)) {
+      conn = std::move(c);
+      reused = true;
+      send();
+      return;
+    }
+    connect();
+  }
+
+  void connect() {
+    reused = false;
+    connect_timed_out = false;
+    conn.reset();
+    if (t.tls && !loop->sh.tls) return fail(t.where + ": " + loop->sh.tls_error);
+    conn = std::make_unique<Conn>();
+    conn->key = t.origin_key;
+    if (t.tls) {
+      conn->tls = std::make_unique<ssl::stream<tcp::socket>>(loop->ioc, *loop->sh.tls);
+    } else {
+      conn->plain = std::make_unique<tcp::socket>(loop->ioc);
+    }
+    connect_timer.expires_after(opt().connect_timeout);
+    connect_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec || self->finished) return;
+      self->connect_timed_out = true;
+      self->resolver.cancel();
+      if (self->conn) self->conn->close();
+    });
+    if (t.ip_literal) {
+      boost::system::error_code ec;
+      auto addr = asio::ip::make_address(t.host, ec);
+      std::vector<tcp::endpoint> eps{tcp::endpoint(addr, t.port)};
+      return do_connect(eps);
+    }
+    resolver.async_resolve(
+        t.host, std::to_string(t.port),
+        [self = shared_from_this()](const boost::system::error_code& ec,
+                                    tcp::resolver::results_type results) {
+          if (self->finished) return self->cleanup();
+          if (ec) {
+            if (self->connect_timed_out) return self->fail_connect_timeout();
+            return self->fail(self->t.where + ": cannot resolve " + self->t.host + ": " +
+                              ec.message());
+          }
+          self->do_connect(results);
+        });
+  }
+
+  template <class Endpoints>
+  void do_connect(const Endpoints& eps) {
+    asio::async_connect(conn->lowest(), eps,
+                        [self = shared_from_this()](const boost::system::error_code& ec,
+                                                    const tcp::endpoint&) {
+                          self->on_connected(ec);
+                        });
+  }
+
+  void fail_connect_timeout() {
+    fail(t.where + ": cannot connect: timed out after " +
+         std::to_string(opt().connect_timeout.count()) + " ms");
+  }
+
+  void on_connected(const boost::system::error_code& ec) {
+    if (finished) return cleanup();
+    if (ec) {
+      connect_timer.cancel();
+      if (connect_timed_out) return fail_connect_timeout();
+      return retry_or_fail(t.where + ": cannot connect: " + ec.message(), true, true);
+    }
+    boost::system::error_code ignored;
+    conn->lowest().set_option(tcp::no_delay(true), ignored);
+    if (!conn->tls) {
+      connect_timer.cancel();
+      return send();
+    }
+    SSL* ssl = conn->tls->native_handle();
+    if (t.ip_literal) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), t.host.c_str());
+    } else {
+      SSL_set_tlsext_host_name(ssl, t.host.c_str());
+      SSL_set1_host(ssl, t.host.c_str());
+    }
+    conn->tls->async_handshake(ssl::stream_base::client,
+                               [self = shared_from_this()](const boost::system::error_code& e) {
+                                 self->connect_timer.cancel();
+                                 if (self->finished) return self->cleanup();
+                                 if (e) {
+                                   if (self->connect_timed_out) return self->fail_connect_timeout();
+                                   return self->fail(self->t.where +
+                                                     ": TLS handshake failed: " + e.message());
+                                 }
+                                 self->send();
+                               });
+  }
+
+  void send() {
+    auto handler = [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+      if (self->finished) return self->cleanup();
+      if (ec) return self->retry_or_fail(self->t.where + ": sending failed: " + ec.message(),
+                                         false, true);
+      self->receive();
+    };
+    if (conn->tls)
+      asio::async_write(*conn->tls, asio::buffer(request), std::move(handler));
+    else
+      asio::async_write(*conn->plain, asio::buffer(request), std::move(handler));
+  }
+
+  void receive() {
+    parser.emplace();
+    parser->body_limit(boost::optional<std::uint64_t>(opt().max_response_bytes));
+    parser->header_limit(kMaxResponseHeader);
+    if (call.method == "HEAD") parser->skip(true);
+    auto handler = [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+      if (self->finished) return self->cleanup();
+      if (ec == bhttp::error::body_limit)
+        return self->fail(self->t.where + ": the response is larger than " +
+                          std::to_string(self->opt().max_response_bytes) + " bytes");
+      if (ec) {
+        bool nothing = !self->parser->got_some();
+        std::string what = nothing ? ": the connection closed before a response: "
+                                   : ": reading the response failed: ";
+        return self->retry_or_fail(self->t.where + what + ec.message(), false, nothing);
+      }
+      self->complete();
+    };
+    if (conn->tls)
+      bhttp::async_read(*conn->tls, conn->buf, *parser, std::move(handler));
+    else
+      bhttp::async_read(*conn->plain, conn->buf, *parser, std::move(handler));
+  }
+
+  void retry_or_fail(std::string error, bool connecting, bool nothing_received) {
+    bool retry = attempt < opt().retries &&
+                 ((connecting && !connect_timed_out) ||
+                  (reused && nothing_received && idempotent(call.method)));
+    if (retry) {
+      ++attempt;
+      if (conn) conn->close();
+      conn.reset();
+      return connect();
+    }
+    fail(std::move(error));
+  }
+
+  void complete() {
+    auto& res = parser->get();
+    HttpReply reply;
+    reply.status = int(res.result_int());
+    for (const auto& f : res.base())
+      reply.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    reply.body = std::move(res.body());
+    bool reusable = res.keep_alive() && conn->buf.size() == 0 && parser->is_done();
+    for (const auto& [name, value] : call.headers)
+      if (iequals(name, "connection") && iequals(value, "close")) reusable = false;
+    parser.reset();
+    if (reusable) loop->give_back(std::move(conn));
+    finish(std::move(reply));
+  }
+
+  void on_deadline() {
+    if (finished) return;
+    HttpReply r;
+    r.timed_out = true;
+    r.error = "timed out after " + std::to_string(call.timeout_ms) + " ms";
+    resolver.cancel();
+    if (conn) conn->close();  // the pending handler finds the call finished
+    finish(std::move(r));
+  }
+
+  void fail(std::string error) {
+    HttpReply r;
+    r.error = std::move(error);
+    if (conn) conn->close();
+    finish(std::move(r));
+  }
+
+  // Called by handlers that complete after the call finished.
+  void cleanup() { conn.reset(); }
+
+  void finish(HttpReply reply) {
+    if (finished) return;
+    finished = true;
+    deadline.cancel();
+    connect_timer.cancel();
+    auto keep = shared_from_this();
+    loop->active.erase(keep);
+    auto d = std::move(done);
+    try {
+      if (d) d(std::move(reply));
+    } catch (...) {
+      // The caller's callback threw; nothing to hand it to.
+    }
+  }
+};
+
+void ClientLoop::shutdown() {
+  stopping = true;
+  sweep.cancel();
+  idle.clear();
+  auto calls = active;
+  for (const auto& c : calls) {
+    c->resolver.cancel();
+    c->fail("the HTTP client was shut down");
+  }
+  work.reset();
+  ioc.stop();
+}
+
+// Renders the request line, headers and body. False with `error` on bad caller input.
+bool render_request(const HttpCall& call, const Target& t, std::string* out, std::string* error) {
+  if (!is_token(call.method)) {
+    *error = "bad method '" + call.method + "'";
+    return false;
+  }
+  bool has_host = false, has_agent = false, has_auth = false;
+  for (const auto& [name, value] : call.headers) {
+    if (!is_token(name)) {
+      *error = "bad header name '" + name + "'";
+      return false;
+    }
+    if (has_ctl(value)) {
+      *error = "the value of header " + name + " holds CR, LF or NUL";
+      return false;
+    }
+    if (iequals(name, "host")) has_host = true;
+    if (iequals(name, "user-agent")) has_agent = true;
+    if (iequals(name, "authorization")) has_auth = true;
+  }
+  std::string& s = *out;
+  s.reserve(256 + call.body.size());
+  s = call.method;
+  s += ' ';
+  s += t.target;
+  s += " HTTP/1.1\r\n";
+  if (!has_host) {
+    s += "Host: ";
+    s += t.host_header;
+    s += "\r\n";
+  }
+  if (!has_agent) s += "User-Agent: cap/" CAP_VERSION "\r\n";
+  if (!has_auth && !t.basic_auth.empty()) {
+    s += "Authorization: ";
+    s += t.basic_auth;
+    s += "\r\n";
+  }
+  const std::string& m = call.method;
+  if (!call.body.empty() || m == "POST" || m == "PUT" || m == "PATCH") {
+    s += "Content-Length: ";
+    s += std::to_string(call.body.size());
+    s += "\r\n";
+  }
+  for (const auto& [name, value] : call.headers) {
+    // The client frames the body itself; a caller's length could only disagree with it.
+    if (iequals(name, "content-length") || iequals(name, "transfer-encoding")) continue;
+    s += name;
+    s += ": ";
+    s += value;
+    s += "\r\n";
+  }
+  s += "\r\n";
+  s += call.body;
+  return true;
+}
+
+}  // namespace
+
+struct HttpClientPool::Impl {
+  Shared sh;
+  std::vector<std::unique_ptr<ClientLoop>> loops;
+  std::atomic<size_t> next{0};
+};
+
+HttpClientPool::HttpClientPool(ClientOptions options) : impl_(std::make_unique<Impl>()) {
+  Shared& sh = impl_->sh;
+  sh.opt = std::move(options);
+  if (sh.opt.threads < 1) sh.opt.threads = 1;
+  if (sh.opt.retries < 0) sh.opt.retries = 0;
+  try {
+    auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    boost::system::error_code ec;
+    if (sh.opt.verify_tls) {
+      ctx->set_verify_mode(ssl::verify_peer);
+      ctx->set_default_verify_paths(ec);
+      if (!sh.opt.ca_file.empty()) {
+        ctx->load_verify_file(sh.opt.ca_file, ec);
+        if (ec) sh.tls_error = "cannot load the CA file " + sh.opt.ca_file + ": " + ec.message();
+      }
+    } else {
+      ctx->set_verify_mode(ssl::verify_none);
+    }
+    if (sh.tls_error.empty()) sh.tls = std::move(ctx);
+  } catch (const std::exception& e) {
+    sh.tls_error = std::string("TLS is unavailable: ") + e.what();
+  }
+  for (int i = 0; i < sh.opt.threads; ++i) {
+    impl_->loops.push_back(std::make_unique<ClientLoop>(sh, impl_.get()));
+    impl_->loops.back()->start();
+  }
+}
+
+HttpClientPool::~HttpClientPool() {
+  for (auto& l : impl_->loops) {
+    ClientLoop* loop = l.get();
+    asio::post(loop->ioc, [loop] { loop->shutdown(); });
+  }
+  for (auto& l : impl_->loops)
+    if (l->thread.joinable()) l->thread.join();
+  impl_->loops.clear();
+}
+
+void HttpClientPool::call_async(HttpCall call, std::function<void(HttpReply)> done) {
+  ClientLoop* loop =
+      impl_->loops[impl_->next.fetch_add(1, std::memory_order_relaxed) % impl_->loops.size()].get();
+  Target t;
+  std::string error, request;
+  if (!parse_target(call.url, &t, &error) || !render_request(call, t, &request, &error)) {
+    asio::post(loop->ioc, [done = std::move(done), error = std::move(error)]() mutable {
+      HttpReply r;
+      r.error = std::move(error);
+      if (done) done(std::move(r));
+    });
+    return;
+  }
+  auto state = std::make_shared<CallState>(loop, std::move(call), std::move(t), std::move(request),
+                                           std::move(done));
+  asio::post(loop->ioc, [state] {
+    if (state->loop->stopping) return state->fail("the HTTP client was shut down");
+    state->loop->active.insert(state);
+    state->start();
+  });
+}
+
+HttpReply HttpClientPool::call(const HttpCall& call) {
+  if (t_client_loop_owner == impl_.get()) {
+    HttpReply r;
+    r.error = "HttpClientPool::call() on the client's own loop thread would wait forever; "
+              "use call_async()";
+    return r;
+  }
+  std::promise<HttpReply> promise;
+  std::future<HttpReply> future = promise.get_future();
+  call_async(call, [&promise](HttpReply r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+}  // namespace cap::net

@@ -1,0 +1,169 @@
+#include "net/signing.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <charconv>
+#include <stdexcept>
+
+namespace cap::net {
+namespace {
+
+std::string to_hex(const unsigned char* p, size_t n) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string s(n * 2, '\0');
+  for (size_t i = 0; i < n; ++i) {
+    s[2 * i] = kHex[p[i] >> 4];
+    s[2 * i + 1] = kHex[p[i] & 15];
+  }
+  return s;
+}
+
+bool is_hex_lower(std::string_view s) {
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+bool is_nonce_char(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+         c == '_';
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr) != 1)
+    throw std::runtime_error("SHA-256 failed");
+  return to_hex(md, n);
+}
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  // HMAC() refuses a null key pointer even with length 0.
+  static const unsigned char kEmpty = 0;
+  const void* k = key.empty() ? static_cast<const void*>(&kEmpty) : key.data();
+  if (!HMAC(EVP_sha256(), k, int(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
+            data.size(), md, &n))
+    throw std::runtime_error("HMAC-SHA256 failed");
+  return to_hex(md, n);
+}
+
+std::string string_to_sign(std::string_view method, std::string_view path_with_query,
+                           std::string_view body, int64_t ts, std::string_view nonce) {
+  std::string s;
+  s.reserve(method.size() + path_with_query.size() + nonce.size() + 100);
+  s.append(method);
+  s.push_back('\n');
+  s.append(path_with_query);
+  s.push_back('\n');
+  s.append(std::to_string(ts));
+  s.push_back('\n');
+  s.append(nonce);
+  s.push_back('\n');
+  s.append(sha256_hex(body));
+  return s;
+}
+
+std::string request_signature(std::string_view key, std::string_view method,
+                              std::string_view path_with_query, std::string_view body, int64_t ts,
+                              std::string_view nonce) {
+  return hmac_sha256_hex(key, string_to_sign(method, path_with_query, body, ts, nonce));
+}
+
+std::string sign_request(std::string_view key, std::string_view method,
+                         std::string_view path_with_query, std::string_view body, int64_t ts,
+                         std::string_view nonce) {
+  std::string v(kAuthScheme);
+  v.append(" ts=");
+  v.append(std::to_string(ts));
+  v.append(", nonce=");
+  v.append(nonce);
+  v.append(", sig=");
+  v.append(request_signature(key, method, path_with_query, body, ts, nonce));
+  return v;
+}
+
+std::string random_nonce() {
+  unsigned char b[16];
+  if (RAND_bytes(b, sizeof b) != 1) throw std::runtime_error("RAND_bytes failed");
+  return to_hex(b, sizeof b);
+}
+
+bool parse_auth_header(std::string_view value, ParsedAuth* out, std::string* error) {
+  auto fail = [&](std::string e) {
+    if (error) *error = std::move(e);
+    return false;
+  };
+  value = trim(value);
+  if (value.size() < kAuthScheme.size() || value.substr(0, kAuthScheme.size()) != kAuthScheme ||
+      (value.size() > kAuthScheme.size() && value[kAuthScheme.size()] != ' '))
+    return fail("the Authorization scheme is not CAP-HMAC-SHA256");
+  std::string_view rest = value.substr(kAuthScheme.size());
+  ParsedAuth a;
+  bool have_ts = false, have_nonce = false, have_sig = false;
+  while (!rest.empty()) {
+    size_t comma = rest.find(',');
+    std::string_view item = trim(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    if (item.empty()) return fail("empty field in the Authorization header");
+    size_t eq = item.find('=');
+    if (eq == std::string_view::npos) return fail("a field of the Authorization header has no '='");
+    std::string_view name = item.substr(0, eq), v = item.substr(eq + 1);
+    if (name == "ts") {
+      if (have_ts) return fail("ts appears twice");
+      have_ts = true;
+      if (v.empty() || v.size() > 18 || (v.size() > 1 && v[0] == '0'))
+        return fail("ts is not a Unix time in seconds");
+      for (char c : v)
+        if (c < '0' || c > '9') return fail("ts is not a Unix time in seconds");
+      std::from_chars(v.data(), v.data() + v.size(), a.ts);
+    } else if (name == "nonce") {
+      if (have_nonce) return fail("nonce appears twice");
+      have_nonce = true;
+      if (v.size() < 8 || v.size() > 128) return fail("nonce must be 8 to 128 characters");
+      for (char c : v)
+        if (!is_nonce_char(c)) return fail("nonce may hold only letters, digits, '-' and '_'");
+      a.nonce = std::string(v);
+    } else if (name == "sig") {
+      if (have_sig) return fail("sig appears twice");
+      have_sig = true;
+      if (v.size() != 64 || !is_hex_lower(v))
+        return fail("sig must be 64 lower-case hex digits");
+      a.sig = std::string(v);
+    } else {
+      return fail("unknown field in the Authorization header");
+    }
+  }
+  if (!have_ts) return fail("the Authorization header has no ts");
+  if (!have_nonce) return fail("the Authorization header has no nonce");
+  if (!have_sig) return fail("the Authorization header has no sig");
+  *out = std::move(a);
+  return true;
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  if (a.empty()) return true;
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+bool verify_signature(std::string_view key, std::string_view method,
+                      std::string_view path_with_query, std::string_view body,
+                      const ParsedAuth& auth) {
+  return constant_time_equal(
+      request_signature(key, method, path_with_query, body, auth.ts, auth.nonce), auth.sig);
+}
+
+}  // namespace cap::net

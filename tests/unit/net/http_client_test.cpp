@@ -1,0 +1,428 @@
+// The HTTP client pool (src/net/http_client.cpp) against the project's own server on
+// loopback: requests and default headers, connection reuse, timeouts, refused connections,
+// retries on dead pooled connections, bad URLs and headers, size limits, TLS verification.
+#include "net/http_client.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "net/http_server.h"
+#include "net/net_support.h"
+
+namespace cap::net {
+namespace {
+
+using namespace std::chrono_literals;
+using test::cat;
+
+std::string header_of(const HttpReply& r, std::string_view name) {
+  for (const auto& [k, v] : r.headers)
+    if (k.size() == name.size() && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+          return tolower(static_cast<unsigned char>(a)) == tolower(static_cast<unsigned char>(b));
+        }))
+      return v;
+  return "";
+}
+
+// A port nothing listens on.
+uint16_t closed_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+class NetClient : public ::testing::Test {
+ protected:
+  // Echoes the request: method, target, a few headers and the body. "/slow" answers after
+  // 800 ms from another thread; "/big" sends 5000 bytes.
+  void start(ServerOptions o = {}) {
+    o.address = "127.0.0.1";
+    o.port = 0;
+    server_ = std::make_unique<HttpServer>(o, [this](Exchange& ex) { handle(ex); });
+    std::string error;
+    ASSERT_TRUE(server_->start(&error)) << error;
+    base_ = cat(o.tls_cert_file.empty() ? "http" : "https", "://127.0.0.1:",
+                std::to_string(server_->port()));
+  }
+  void TearDown() override {
+    if (server_) server_->drain(2s);
+    for (auto& t : threads_) t.join();
+  }
+  void handle(Exchange& ex) {
+    std::string target(ex.target());
+    if (target == "/slow") {
+      auto d = std::make_shared<Deferred>(ex.defer());
+      std::lock_guard<std::mutex> lk(mu_);
+      threads_.emplace_back([d] {
+        std::this_thread::sleep_for(800ms);
+        ResponseView r;
+        r.body = "slow";
+        d->respond(r);
+      });
+      return;
+    }
+    std::vector<std::pair<std::string, std::string>> h = {
+        {"X-Method", std::string(ex.method())},
+        {"X-Target", target},
+        {"X-Host", std::string(ex.header("host"))},
+        {"X-User-Agent", std::string(ex.header("user-agent"))},
+        {"X-Authorization", std::string(ex.header("authorization"))},
+        {"X-Content-Length", std::string(ex.header("content-length"))},
+        {"X-Custom", std::string(ex.header("x-custom"))},
+    };
+    std::string body = target == "/big" ? std::string(5000, 'b') : std::string(ex.body());
+    ResponseView r;
+    r.status = target == "/created" ? 201 : 200;
+    r.content_type = "text/plain";
+    r.headers = h;
+    r.body = body;
+    ex.respond(r);
+  }
+
+  std::unique_ptr<HttpServer> server_;
+  std::string base_;
+  std::mutex mu_;
+  std::vector<std::thread> threads_;
+};
+
+TEST_F(NetClient, GetAndPostWithDefaultHeaders) {
+  start();
+  HttpClientPool pool;
+  HttpCall get;
+  get.url = base_ + "/path/a%20b?q=1&r=2";
+  HttpReply r = pool.call(get);
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(header_of(r, "x-method"), "GET");
+  EXPECT_EQ(header_of(r, "x-target"), "/path/a%20b?q=1&r=2");
+  EXPECT_EQ(header_of(r, "x-host"), cat("127.0.0.1:", std::to_string(server_->port())));
+  EXPECT_EQ(header_of(r, "x-user-agent"), cat("cap/", CAP_VERSION));
+  EXPECT_EQ(header_of(r, "x-content-length"), "");
+  EXPECT_EQ(header_of(r, "content-type"), "text/plain");
+
+  HttpCall post;
+  post.method = "POST";
+  post.url = base_ + "/created";
+  post.body = "payload";
+  post.headers = {{"User-Agent", "mine/1"}, {"X-Custom", "v"}, {"Content-Length", "999"}};
+  r = pool.call(post);
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.status, 201);
+  EXPECT_EQ(r.body, "payload");
+  EXPECT_EQ(header_of(r, "x-user-agent"), "mine/1");  // the caller's header wins
+  EXPECT_EQ(header_of(r, "x-custom"), "v");
+  EXPECT_EQ(header_of(r, "x-content-length"), "7");  // never the caller's wrong length
+
+  HttpCall empty_post;
+  empty_post.method = "POST";
+  empty_post.url = base_ + "/";
+  r = pool.call(empty_post);
+  EXPECT_EQ(header_of(r, "x-content-length"), "0");
+
+  HttpCall head;
+  head.method = "HEAD";
+  head.url = base_ + "/big";
+  r = pool.call(head);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "");
+  // The connection is still in step after a HEAD.
+  r = pool.call(get);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(server_->accepted(), 1u);
+}
+
+TEST_F(NetClient, PoolReusesConnections) {
+  start();
+  HttpClientPool pool;
+  HttpCall c;
+  c.url = base_ + "/";
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(pool.call(c).status, 200) << i;
+  EXPECT_EQ(server_->accepted(), 1u);
+
+  // Concurrent calls open more connections, which are pooled in turn.
+  std::vector<std::thread> ts;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 8; ++t)
+    ts.emplace_back([&] {
+      for (int i = 0; i < 25; ++i)
+        if (pool.call(c).status == 200) ok++;
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(ok.load(), 200);
+  EXPECT_LE(server_->accepted(), 9u);
+}
+
+TEST_F(NetClient, CredentialsInTheUrlBecomeBasicAuthAndNeverAppearInErrors) {
+  start();
+  HttpClientPool pool;
+  HttpCall c;
+  c.url = cat("http://alice:s3cret@127.0.0.1:", std::to_string(server_->port()), "/");
+  HttpReply r = pool.call(c);
+  EXPECT_EQ(header_of(r, "x-authorization"), "Basic YWxpY2U6czNjcmV0");
+
+  c.url = cat("http://alice:s3cret@127.0.0.1:", std::to_string(closed_port()),
+              "/private?token=hidden");
+  r = pool.call(c);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.error, "");
+  EXPECT_EQ(r.error.find("s3cret"), std::string::npos) << r.error;
+  EXPECT_EQ(r.error.find("alice"), std::string::npos) << r.error;
+  EXPECT_EQ(r.error.find("hidden"), std::string::npos) << r.error;
+}
+
+TEST_F(NetClient, TimeoutGivesTimedOut) {
+  start();
+  HttpClientPool pool;
+  HttpCall c;
+  c.url = base_ + "/slow";
+  c.timeout_ms = 200;
+  auto t0 = std::chrono::steady_clock::now();
+  HttpReply r = pool.call(c);
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.status, 0);
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_EQ(r.error, "timed out after 200 ms");
+  EXPECT_GE(took, 150ms);
+  EXPECT_LT(took, 700ms);
+  // The pool still works afterwards.
+  c.url = base_ + "/";
+  c.timeout_ms = 5000;
+  EXPECT_EQ(pool.call(c).status, 200);
+}
+
+TEST_F(NetClient, ConnectionRefusedIsAClearError) {
+  HttpClientPool pool;
+  HttpCall c;
+  uint16_t port = closed_port();
+  c.url = cat("http://127.0.0.1:", std::to_string(port), "/x");
+  HttpReply r = pool.call(c);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_NE(r.error.find(cat("http://127.0.0.1:", std::to_string(port), ": cannot connect")),
+            std::string::npos)
+      << r.error;
+  EXPECT_NE(r.error.find("refused"), std::string::npos) << r.error;
+}
+
+TEST_F(NetClient, RetriesOnAFreshConnectionWhenThePooledOneDied) {
+  ServerOptions o;
+  o.idle_timeout = 200ms;
+  start(o);
+  ClientOptions co;
+  co.check_idle_before_reuse = false;  // find the dead connection by failing on it
+  HttpClientPool pool(co);
+  HttpCall get;
+  get.url = base_ + "/";
+  ASSERT_EQ(pool.call(get).status, 200);
+  EXPECT_EQ(server_->accepted(), 1u);
+  std::this_thread::sleep_for(700ms);  // the server closes the idle connection
+  HttpReply r = pool.call(get);
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(server_->accepted(), 2u);
+
+  // A POST is not idempotent: on a dead pooled connection it fails rather than repeat.
+  std::this_thread::sleep_for(700ms);
+  HttpCall post;
+  post.method = "POST";
+  post.url = base_ + "/";
+  post.body = "once";
+  r = pool.call(post);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.error.find("closed before a response"), std::string::npos) << r.error;
+}
+
+TEST_F(NetClient, DeadPooledConnectionsAreSkippedWhenChecked) {
+  ServerOptions o;
+  o.idle_timeout = 200ms;
+  start(o);
+  HttpClientPool pool;  // check_idle_before_reuse is on by default
+  HttpCall post;
+  post.method = "POST";
+  post.url = base_ + "/";
+  post.body = "x";
+  ASSERT_EQ(pool.call(post).status, 200);
+  std::this_thread::sleep_for(700ms);
+  HttpReply r = pool.call(post);
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(server_->accepted(), 2u);
+}
+
+TEST_F(NetClient, BadUrlsAndHeadersAreRefused) {
+  HttpClientPool pool;
+  struct Case {
+    std::string url, reason;
+  };
+  std::vector<Case> cases = {
+      {"", "bad URL"},
+      {"not a url", "bad URL"},
+      {"ftp://example.com/x", "the scheme must be http or https, not 'ftp'"},
+      {"http:///path", "no host"},
+      {"http://example.com:0/", "the port must be 1 to 65535"},
+      {"http://example.com:99999/", "bad URL"},
+      {"http://exa mple.com/", "bad URL"},
+  };
+  for (const auto& c : cases) {
+    HttpCall call;
+    call.url = c.url;
+    HttpReply r = pool.call(call);
+    EXPECT_EQ(r.status, 0) << c.url;
+    EXPECT_NE(r.error.find(c.reason), std::string::npos) << c.url << " -> " << r.error;
+  }
+  HttpCall call;
+  call.url = "http://127.0.0.1:1/";
+  call.headers = {{"X-Evil", "a\r\nInjected: 1"}};
+  EXPECT_NE(pool.call(call).error.find("X-Evil holds CR, LF or NUL"), std::string::npos);
+  call.headers = {{"Bad Name", "v"}};
+  EXPECT_NE(pool.call(call).error.find("bad header name"), std::string::npos);
+  call.headers.clear();
+  call.method = "GET /x HTTP/1.1\r\n";
+  EXPECT_NE(pool.call(call).error.find("bad method"), std::string::npos);
+}
+
+TEST_F(NetClient, ResponseSizeLimit) {
+  start();
+  ClientOptions o;
+  o.max_response_bytes = 1000;
+  HttpClientPool pool(o);
+  HttpCall c;
+  c.url = base_ + "/big";
+  HttpReply r = pool.call(c);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.error.find("larger than 1000 bytes"), std::string::npos) << r.error;
+  c.url = base_ + "/";
+  EXPECT_EQ(pool.call(c).status, 200);
+}
+
+TEST_F(NetClient, CallAsyncCompletesOnTheClientLoop) {
+  start();
+  HttpClientPool pool;
+  std::promise<std::pair<int, std::thread::id>> p;
+  HttpCall c;
+  c.url = base_ + "/";
+  pool.call_async(c, [&](HttpReply r) { p.set_value({r.status, std::this_thread::get_id()}); });
+  auto [status, id] = p.get_future().get();
+  EXPECT_EQ(status, 200);
+  EXPECT_NE(id, std::this_thread::get_id());
+
+  // call() from the loop thread would wait forever: it is refused instead.
+  std::promise<std::string> nested;
+  pool.call_async(c, [&](HttpReply) { nested.set_value(pool.call(c).error); });
+  EXPECT_NE(nested.get_future().get().find("call_async"), std::string::npos);
+}
+
+TEST_F(NetClient, DestroyingThePoolAnswersPendingCalls) {
+  start();
+  std::promise<HttpReply> p;
+  {
+    HttpClientPool pool;
+    HttpCall c;
+    c.url = base_ + "/slow";
+    pool.call_async(c, [&](HttpReply r) { p.set_value(std::move(r)); });
+    std::this_thread::sleep_for(100ms);
+  }
+  HttpReply r = p.get_future().get();
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.error, "the HTTP client was shut down");
+}
+
+TEST_F(NetClient, HttpsWithVerification) {
+  test::TestCert cert = test::make_test_cert();
+  ServerOptions o;
+  o.tls_cert_file = cert.cert_file;
+  o.tls_key_file = cert.key_file;
+  start(o);
+  uint16_t port = server_->port();
+
+  ClientOptions trusting;
+  trusting.ca_file = cert.cert_file;
+  HttpClientPool pool(trusting);
+  HttpCall c;
+  c.method = "POST";
+  c.body = "over tls";
+  for (std::string host : {"127.0.0.1", "localhost"}) {
+    c.url = cat("https://", host, ":", std::to_string(port), "/tls");
+    HttpReply r = pool.call(c);
+    ASSERT_EQ(r.error, "") << host;
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "over tls");
+  }
+
+  // Without the trust anchor the certificate is refused.
+  HttpClientPool strict;
+  c.url = cat("https://127.0.0.1:", std::to_string(port), "/tls");
+  HttpReply r = strict.call(c);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.error.find("TLS handshake failed"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("certificate verify failed"), std::string::npos) << r.error;
+
+  // A certificate for another name is refused even when trusted.
+  {
+    test::TestCert other = test::make_test_cert("DNS:other.test");
+    ServerOptions oo;
+    oo.address = "127.0.0.1";
+    oo.port = 0;
+    oo.tls_cert_file = other.cert_file;
+    oo.tls_key_file = other.key_file;
+    HttpServer s2(oo, [](Exchange& ex) { ex.respond(ResponseView{}); });
+    std::string error;
+    ASSERT_TRUE(s2.start(&error)) << error;
+    ClientOptions trust_other;
+    trust_other.ca_file = other.cert_file;
+    HttpClientPool p2(trust_other);
+    for (std::string host : {"127.0.0.1", "localhost"}) {
+      HttpCall c2;
+      c2.url = cat("https://", host, ":", std::to_string(s2.port()), "/");
+      HttpReply r2 = p2.call(c2);
+      EXPECT_EQ(r2.status, 0) << host;
+      EXPECT_NE(r2.error.find("TLS handshake failed"), std::string::npos) << r2.error;
+    }
+    s2.drain(1s);
+    std::filesystem::remove_all(other.dir);
+  }
+
+  // verify_tls = false accepts anything (never for production use).
+  ClientOptions lax;
+  lax.verify_tls = false;
+  HttpClientPool insecure(lax);
+  c.url = cat("https://127.0.0.1:", std::to_string(port), "/tls");
+  EXPECT_EQ(insecure.call(c).status, 200);
+
+  // The server saw TLS; plain HTTP to the TLS port gets no answer.
+  HttpCall plain;
+  plain.url = cat("http://127.0.0.1:", std::to_string(port), "/");
+  plain.timeout_ms = 2000;
+  EXPECT_EQ(pool.call(plain).status, 0);
+
+  server_->drain(1s);
+  server_.reset();
+  std::filesystem::remove_all(cert.dir);
+}
+
+TEST_F(NetClient, MissingCaFileIsReportedOnHttpsCalls) {
+  ClientOptions o;
+  o.ca_file = "/nonexistent/ca.pem";
+  HttpClientPool pool(o);
+  HttpCall c;
+  c.url = "https://127.0.0.1:1/";
+  HttpReply r = pool.call(c);
+  EXPECT_NE(r.error.find("cannot load the CA file /nonexistent/ca.pem"), std::string::npos)
+      << r.error;
+}
+
+}  // namespace
+}  // namespace cap::net
