@@ -75,6 +75,7 @@ class Configuration {
  public:
   std::string name, description;
   std::string sha256;  // of the packed form, set by the host
+  uint64_t serial = 0;  // unique per loaded configuration in this process
   PerformanceLevel performance = PerformanceLevel::Counts;
   std::string origin;
   std::map<std::string, std::string> extensions;  // name -> version
@@ -135,7 +136,7 @@ class Workspace {
 
  private:
   friend class Runtime;
-  const Configuration* config_ = nullptr;
+  uint64_t serial_ = 0;  // the configuration vars_ was sized for (addresses get reused)
   std::unique_ptr<Variables> vars_;
 };
 

@@ -1,10 +1,13 @@
 #include "agent/activation.h"
 
 #include "agent/logging.h"
-#include "agent/network_rules.h"
+#include "rules/network.h"
 #include "net/signing.h"
 
 namespace cap::agent {
+
+using namespace cap::rules;  // HTTP forwarding helpers and response additions
+
 
 namespace {
 
@@ -184,7 +187,8 @@ CommandResult Activator::rollback(std::string_view id) {
   next.stopped = false;
   StateStore::record_activation(next, entry);
   CommandResult r = persist_and_publish(std::move(next), serving_for(b.runtime, entry, false));
-  if (r.status == 200) agent_log().info("rolled back to configuration {} ({})", entry.id, entry.name);
+  if (r.status == 200)
+    agent_log().info("rolled back to configuration {} ({})", entry.id, entry.name);
   return r;
 }
 

@@ -21,11 +21,11 @@
 namespace cap::agent {
 
 struct CommandResult {
-  int status = 200;           // the HTTP status the management API answers with
-  std::string error;          // when status != 200
+  int status = 200;   // the HTTP status the management API answers with
+  std::string error;  // when status != 200
   std::vector<std::string> details;
   std::vector<std::string> warnings;
-  std::string id;             // the configuration now active (activate, rollback)
+  std::string id;  // the configuration now active (activate, rollback)
 };
 
 class Activator {

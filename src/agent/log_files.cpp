@@ -37,9 +37,9 @@ std::vector<LogFileInfo> list_log_files(const std::string& dir) {
     if (!valid_log_file_name(name) || !it->is_regular_file(ec)) continue;
     struct stat st {};
     if (::stat(it->path().c_str(), &st) != 0) continue;
-    files.push_back(LogFileInfo{name, static_cast<uint64_t>(st.st_size),
-                                static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 +
-                                    st.st_mtim.tv_nsec / 1000000});
+    files.push_back(
+        LogFileInfo{name, static_cast<uint64_t>(st.st_size),
+                    static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000});
   }
   // The date in the name sorts as text.
   std::sort(files.begin(), files.end(),

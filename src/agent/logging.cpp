@@ -17,11 +17,21 @@ void append_json_escaped(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           out += "\\u00";
@@ -38,13 +48,20 @@ namespace {
 
 const char* level_text(spdlog::level::level_enum l) {
   switch (l) {
-    case spdlog::level::trace: return "trace";
-    case spdlog::level::debug: return "debug";
-    case spdlog::level::info: return "info";
-    case spdlog::level::warn: return "warn";
-    case spdlog::level::err: return "error";
-    case spdlog::level::critical: return "critical";
-    default: return "info";
+    case spdlog::level::trace:
+      return "trace";
+    case spdlog::level::debug:
+      return "debug";
+    case spdlog::level::info:
+      return "info";
+    case spdlog::level::warn:
+      return "warn";
+    case spdlog::level::err:
+      return "error";
+    case spdlog::level::critical:
+      return "critical";
+    default:
+      return "info";
   }
 }
 
@@ -109,8 +126,8 @@ Loggers make_loggers(const std::vector<spdlog::sink_ptr>& sinks, bool json,
 }
 
 Loggers& loggers() {
-  static Loggers l = make_loggers({std::make_shared<spdlog::sinks::stdout_sink_mt>()}, false,
-                                  spdlog::level::info);
+  static Loggers l =
+      make_loggers({std::make_shared<spdlog::sinks::stdout_sink_mt>()}, false, spdlog::level::info);
   return l;
 }
 
@@ -150,10 +167,18 @@ spdlog::logger& rules_log() { return *loggers().rules; }
 void RuleLogger::log(LogLevel level, std::string_view text) {
   spdlog::logger& logger = rules_log();
   switch (level) {
-    case LogLevel::Debug: logger.debug("{}", text); break;
-    case LogLevel::Info: logger.info("{}", text); break;
-    case LogLevel::Warn: logger.warn("{}", text); break;
-    case LogLevel::Error: logger.error("{}", text); break;
+    case LogLevel::Debug:
+      logger.debug("{}", text);
+      break;
+    case LogLevel::Info:
+      logger.info("{}", text);
+      break;
+    case LogLevel::Warn:
+      logger.warn("{}", text);
+      break;
+    case LogLevel::Error:
+      logger.error("{}", text);
+      break;
   }
 }
 

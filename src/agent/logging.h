@@ -18,8 +18,8 @@
 namespace cap::agent {
 
 struct LogOptions {
-  std::string dir;            // CAP_HOME/logs
-  bool json = true;           // CAP_LOG_FORMAT
+  std::string dir;             // CAP_HOME/logs
+  bool json = true;            // CAP_LOG_FORMAT
   std::string level = "info";  // CAP_LOG_LEVEL
 };
 

@@ -12,17 +12,17 @@
 #include <memory>
 
 #include "agent/activation.h"
+#include "agent/durable_file.h"
 #include "agent/logging.h"
 #include "agent/management_api.h"
 #include "agent/metrics.h"
-#include "agent/network_rules.h"
+#include "rules/network.h"
 #include "agent/serving.h"
 #include "agent/settings.h"
 #include "agent/state_store.h"
 #include "agent/vault.h"
 #include "agent/web_handler.h"
 #include "agent/work_queue.h"
-#include "agent/durable_file.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
 
@@ -72,11 +72,13 @@ int main(int argc, char** argv) {
   if (settings.mgmt_key.empty())
     log.warn("no CAP_MGMT_KEY: the management API refuses every command but GET /v1/health");
   else if (settings.mgmt_key.size() < 16)
-    log.warn("CAP_MGMT_KEY is shorter than 16 characters: use a long random key "
-             "(for example 32 random bytes as hex)");
+    log.warn(
+        "CAP_MGMT_KEY is shorter than 16 characters: use a long random key "
+        "(for example 32 random bytes as hex)");
   if (!settings.console_url.empty())
-    log.warn("CAP_CONSOLE_URL is set, but announcing to the console is not available in this "
-             "build; register the agent in the console by hand");
+    log.warn(
+        "CAP_CONSOLE_URL is set, but announcing to the console is not available in this "
+        "build; register the agent in the console by hand");
   if (!settings.db_url.empty())
     log.info("CAP_DB_URL is set; the SQL rules come with the storage feature");
 
@@ -104,7 +106,7 @@ int main(int argc, char** argv) {
 
   cap::RuleRegistry registry;
   cap::register_base_rules(registry);
-  register_network_rules(registry);
+
 
   ServingSlot slot;
   Activator activator(store, registry, services, slot);

@@ -175,8 +175,9 @@ void ManagementApi::handle(net::Exchange& ex) {
   if (methods.empty())
     return answer_now(error_answer(404, "no such management endpoint: " + std::string(c.path)));
   if (!method_in(c.method, methods)) {
-    Answer a = error_answer(405, std::string(c.method) + " is not allowed on " + std::string(c.path),
-                            {"allowed: " + std::string(methods)});
+    Answer a =
+        error_answer(405, std::string(c.method) + " is not allowed on " + std::string(c.path),
+                     {"allowed: " + std::string(methods)});
     a.headers.emplace_back("Allow", std::string(methods));
     return answer_now(a);
   }
@@ -306,7 +307,8 @@ ManagementApi::Answer ManagementApi::mode_put(const Command& c) {
   if (!json_body(c.body, &body, &bad)) return bad;
   const Value* mode = body.as_map().find("mode");
   if (!mode || !(mode->is_string() || mode->is_null()))
-    return error_answer(400, "the body must be {\"mode\": \"NAME\"} (\"default\" for the normal rule set)");
+    return error_answer(
+        400, "the body must be {\"mode\": \"NAME\"} (\"default\" for the normal rule set)");
   std::string name = mode->is_null() ? std::string() : mode->as_string();
   CommandResult r = activator_.set_mode(name);
   Map out;

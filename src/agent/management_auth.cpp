@@ -11,8 +11,7 @@ bool ManagementAuth::configure(std::string key, std::string_view allow, std::str
 
 AuthVerdict ManagementAuth::check_address(std::string_view remote_addr) const {
   if (allow_.allowed(remote_addr)) return {};
-  return {403, "this address may not use the management API",
-          "address outside CAP_MGMT_ALLOW"};
+  return {403, "this address may not use the management API", "address outside CAP_MGMT_ALLOW"};
 }
 
 AuthVerdict ManagementAuth::check_signature(std::string_view method, std::string_view target,

@@ -39,8 +39,7 @@ class ManagementAuth {
   AuthVerdict check_address(std::string_view remote_addr) const;
   /// Checks a command's signature (health needs none). `now_s`: the clock, for tests.
   AuthVerdict check_signature(std::string_view method, std::string_view target,
-                              std::string_view authorization, std::string_view body,
-                              int64_t now_s);
+                              std::string_view authorization, std::string_view body, int64_t now_s);
   bool has_key() const { return !key_.empty(); }
 
  private:

@@ -23,10 +23,14 @@ inline void bump(std::atomic<uint64_t>& c, uint64_t by = 1) {
 
 void append_label_value(std::string& out, std::string_view v) {
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out.push_back(c);
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out.push_back(c);
   }
 }
 
@@ -110,8 +114,10 @@ std::string Metrics::prometheus(const Serving& serving) const {
   {
     std::lock_guard lock(mu_);
     for (auto& b : blocks_) {
-      for (size_t i = 0; i < kStatuses; ++i) statuses[i] += b->by_status[i].load(std::memory_order_relaxed);
-      for (size_t i = 0; i < buckets.size(); ++i) buckets[i] += b->buckets[i].load(std::memory_order_relaxed);
+      for (size_t i = 0; i < kStatuses; ++i)
+        statuses[i] += b->by_status[i].load(std::memory_order_relaxed);
+      for (size_t i = 0; i < buckets.size(); ++i)
+        buckets[i] += b->buckets[i].load(std::memory_order_relaxed);
       nanos_sum += b->nanos_sum.load(std::memory_order_relaxed);
     }
   }
@@ -215,7 +221,9 @@ Value Metrics::summary() const {
     Map u;
     u.set("uri", Value(path));
     u.set("count", Value(cn.first));
-    u.set("avg_ms", Value(cn.first ? static_cast<double>(cn.second) / 1e6 / static_cast<double>(cn.first) : 0.0));
+    u.set("avg_ms",
+          Value(cn.first ? static_cast<double>(cn.second) / 1e6 / static_cast<double>(cn.first)
+                         : 0.0));
     list.push_back(Value(std::move(u)));
   }
   root.set("uris", Value(std::move(list)));

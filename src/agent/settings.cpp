@@ -76,13 +76,15 @@ bool parse_settings(int argc, char** argv, Settings* s, int* exit_code) {
   opt("CAP_WEB_PORT", s->web_port, "the solution port");
   opt("CAP_MGMT_ADDRESS", s->mgmt_address, "address the management port binds to");
   opt("CAP_MGMT_PORT", s->mgmt_port, "the management port");
-  opt("CAP_WORKERS", workers, "event-loop threads on the web port (0: the CPUs of the affinity mask)")
+  opt("CAP_WORKERS", workers,
+      "event-loop threads on the web port (0: the CPUs of the affinity mask)")
       ->check(CLI::Range(0, 1024));
   opt("CAP_WAIT_THREADS", s->wait_threads, "threads running rule sets that wait (HTTP calls)")
       ->check(CLI::Range(1, 4096));
   opt("CAP_MGMT_KEY", s->mgmt_key, "shared key for signed management requests");
   opt("CAP_MGMT_KEY_FILE", key_file, "read the management key from this file instead");
-  opt("CAP_MGMT_ALLOW", s->mgmt_allow, "comma list of CIDRs allowed on the management port, or all");
+  opt("CAP_MGMT_ALLOW", s->mgmt_allow,
+      "comma list of CIDRs allowed on the management port, or all");
   opt("CAP_MGMT_TLS_CERT", s->mgmt_tls_cert, "TLS certificate (PEM) for the management port");
   opt("CAP_MGMT_TLS_KEY", s->mgmt_tls_key, "TLS private key (PEM) for the management port");
   opt("S3_GOLD_MASTER", s->gold_master, "snapshot to restore at start (not in this build)");
@@ -98,11 +100,13 @@ bool parse_settings(int argc, char** argv, Settings* s, int* exit_code) {
   opt("CAP_JOIN_TOKEN", s->join_token, "token for announcing to the console");
   opt("CAP_MAX_HEADER_BYTES", s->max_header_bytes, "larger request heads get 431");
   opt("CAP_MAX_BODY_BYTES", s->max_body_bytes, "larger web request bodies get 413");
-  opt("CAP_READ_TIMEOUT_MS", s->read_timeout_ms, "a started request must arrive whole within this (408)")
+  opt("CAP_READ_TIMEOUT_MS", s->read_timeout_ms,
+      "a started request must arrive whole within this (408)")
       ->check(CLI::Range(1, 3600000));
   opt("CAP_IDLE_TIMEOUT_MS", s->idle_timeout_ms, "idle keep-alive connections close after this")
       ->check(CLI::Range(1, 3600000));
-  opt("CAP_ORIGIN_TIMEOUT_MS", s->origin_timeout_ms, "proxy mode: the origin must answer within this")
+  opt("CAP_ORIGIN_TIMEOUT_MS", s->origin_timeout_ms,
+      "proxy mode: the origin must answer within this")
       ->check(CLI::Range(1, 3600000));
   opt("CAP_MAX_MGMT_BODY_BYTES", s->max_mgmt_body_bytes, "larger management bodies get 413");
 
@@ -133,7 +137,8 @@ bool parse_settings(int argc, char** argv, Settings* s, int* exit_code) {
     }
   }
   if (s->mgmt_tls_cert.empty() != s->mgmt_tls_key.empty()) {
-    std::cerr << "cap-agent: CAP_MGMT_TLS_CERT and CAP_MGMT_TLS_KEY go together: set both or neither\n";
+    std::cerr
+        << "cap-agent: CAP_MGMT_TLS_CERT and CAP_MGMT_TLS_KEY go together: set both or neither\n";
     *exit_code = 2;
     return false;
   }

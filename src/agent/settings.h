@@ -12,18 +12,18 @@
 namespace cap::agent {
 
 struct Settings {
-  std::string agent_name;            // CAP_AGENT_NAME, default: the host name
-  std::string home = "./cap-home";   // CAP_HOME
-  std::string web_address = "0.0.0.0";   // CAP_WEB_ADDRESS (extension: the bind address)
-  uint16_t web_port = 8080;              // CAP_WEB_PORT
-  std::string mgmt_address = "0.0.0.0";  // CAP_MGMT_ADDRESS (extension)
-  uint16_t mgmt_port = 20001;            // CAP_MGMT_PORT
-  int workers = 0;                       // CAP_WORKERS, default: CPUs in the affinity mask
-  int wait_threads = 32;                 // CAP_WAIT_THREADS: threads for rule sets that wait
-  std::string mgmt_key;                  // CAP_MGMT_KEY (or the file CAP_MGMT_KEY_FILE names)
-  std::string mgmt_allow = "all";        // CAP_MGMT_ALLOW: comma list of CIDRs, or "all"
-  std::string mgmt_tls_cert, mgmt_tls_key;  // CAP_MGMT_TLS_CERT, CAP_MGMT_TLS_KEY
-  std::string gold_master;                  // S3_GOLD_MASTER
+  std::string agent_name;                    // CAP_AGENT_NAME, default: the host name
+  std::string home = "./cap-home";           // CAP_HOME
+  std::string web_address = "0.0.0.0";       // CAP_WEB_ADDRESS (extension: the bind address)
+  uint16_t web_port = 8080;                  // CAP_WEB_PORT
+  std::string mgmt_address = "0.0.0.0";      // CAP_MGMT_ADDRESS (extension)
+  uint16_t mgmt_port = 20001;                // CAP_MGMT_PORT
+  int workers = 0;                           // CAP_WORKERS, default: CPUs in the affinity mask
+  int wait_threads = 32;                     // CAP_WAIT_THREADS: threads for rule sets that wait
+  std::string mgmt_key;                      // CAP_MGMT_KEY (or the file CAP_MGMT_KEY_FILE names)
+  std::string mgmt_allow = "all";            // CAP_MGMT_ALLOW: comma list of CIDRs, or "all"
+  std::string mgmt_tls_cert, mgmt_tls_key;   // CAP_MGMT_TLS_CERT, CAP_MGMT_TLS_KEY
+  std::string gold_master;                   // S3_GOLD_MASTER
   std::string db_url, db_user, db_password;  // CAP_DB_URL, CAP_DB_USER, CAP_DB_PASSWORD
   std::string shared_dir;                    // CAP_SHARED_DIR, default: $CAP_HOME/shared
   std::string log_format = "json";           // CAP_LOG_FORMAT: json or text

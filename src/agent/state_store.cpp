@@ -141,13 +141,14 @@ AgentState StateStore::load(std::vector<std::string>* problems) {
   std::string parse_error, why;
   Value doc = json_parse(text, &parse_error);
   AgentState s;
-  if (!parse_error.empty()) why = "it does not parse (" + parse_error + ")";
-  else if (!parse_state(doc, &s, &why)) why = "it is not a valid state file: " + why;
+  if (!parse_error.empty())
+    why = "it does not parse (" + parse_error + ")";
+  else if (!parse_state(doc, &s, &why))
+    why = "it is not a valid state file: " + why;
   if (!why.empty()) {
     std::string aside = set_aside_as_corrupt(state_path_);
     problems->push_back("the state file " + state_path_ + " is torn or corrupt: " + why +
-                        (aside.empty() ? "" : "; kept as " + aside) +
-                        "; starting blank");
+                        (aside.empty() ? "" : "; kept as " + aside) + "; starting blank");
     return {};
   }
   return s;
@@ -158,7 +159,8 @@ bool StateStore::save(const AgentState& state, std::string* error) {
   text.push_back('\n');
   if (!write_file_durably(state_path_, text, error, 0600)) return false;
   // The zips the history no longer names go; *.corrupt files stay for inspection.
-  for (auto& entry : fs::directory_iterator(configurations_dir_, fs::directory_options::skip_permission_denied)) {
+  for (auto& entry :
+       fs::directory_iterator(configurations_dir_, fs::directory_options::skip_permission_denied)) {
     std::string file = entry.path().filename().string();
     if (file.size() < 5 || file.substr(file.size() - 4) != ".zip") continue;
     std::string id = file.substr(0, file.size() - 4);

@@ -42,7 +42,8 @@ namespace {
 template <typename Creds>
 bool to_creds(const Value& v, Creds* out, std::string* error) {
   if (!v.is_map()) {
-    *error = "the vault must be a JSON object of NAME -> {\"field\": \"secret\"} or NAME -> \"secret\"";
+    *error =
+        "the vault must be a JSON object of NAME -> {\"field\": \"secret\"} or NAME -> \"secret\"";
     return false;
   }
   for (const auto& [name, entry] : v.as_map()) {

@@ -5,11 +5,14 @@
 #include <utility>
 #include <vector>
 
-#include "agent/forwarding.h"
+#include "rules/forwarding.h"
 #include "agent/logging.h"
-#include "agent/network_rules.h"
+#include "rules/network.h"
 
 namespace cap::agent {
+
+using namespace cap::rules;  // HTTP forwarding helpers and response additions
+
 
 namespace {
 
@@ -77,10 +80,10 @@ struct WebHandler::Pending {
   std::shared_ptr<const Serving> hold;  // keeps `serving` alive off the loop thread
   net::Exchange* ex = nullptr;          // answering inline
   const std::shared_ptr<const Serving>* inline_serving = nullptr;  // the loop thread's cached one
-  net::Deferred deferred;               // answering later
-  Request req;                          // views into the server's buffers
+  net::Deferred deferred;                                          // answering later
+  Request req;  // views into the server's buffers
   Response res;
-  std::vector<ResponseEdit> edits;      // RESPONSE_ADDITIONS not applied yet
+  std::vector<ResponseEdit> edits;  // RESPONSE_ADDITIONS not applied yet
   Outcome outcome;
   int64_t t0 = 0;
   bool rules_ran = false;
@@ -140,9 +143,8 @@ void WebHandler::run_rules(Pending& p) {
   Workspace& ws = workspace_for(*p.serving);
   p.rules_ran = true;
   if (p.serving->response_additions) {
-    p.outcome = runtime.handle(p.req, p.res, ws, [&p](Variables& vars) {
-      p.edits = read_response_additions(vars);
-    });
+    p.outcome = runtime.handle(p.req, p.res, ws,
+                               [&p](Variables& vars) { p.edits = read_response_additions(vars); });
   } else {
     p.outcome = runtime.handle(p.req, p.res, ws);
   }
@@ -204,7 +206,9 @@ void WebHandler::handle(net::Exchange& ex) {
       local.begin(ex, t0);
       local.ex = &ex;
       bool ok = path == "/.cap/health" || !slot_.current()->blank();
-      send(local, net::ResponseView{ok ? 200 : 503, kJson, {},
+      send(local, net::ResponseView{ok ? 200 : 503,
+                                    kJson,
+                                    {},
                                     ok ? std::string_view("{\"status\":\"ok\"}\n")
                                        : std::string_view("{\"status\":\"not ready\"}\n"),
                                     false});

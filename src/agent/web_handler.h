@@ -29,8 +29,8 @@ struct WebOptions {
 
 class WebHandler {
  public:
-  WebHandler(ServingSlot& slot, Metrics& metrics, net::HttpClientPool& client,
-             WorkQueue& wait_pool, WebOptions options);
+  WebHandler(ServingSlot& slot, Metrics& metrics, net::HttpClientPool& client, WorkQueue& wait_pool,
+             WebOptions options);
   /// The server's handler: runs on a loop thread.
   void handle(net::Exchange& ex);
 

@@ -38,8 +38,8 @@ bool target(const AgentOptions& o, AgentTarget* t) {
 /// Prints an agent's error answer ({"error", "details"}) to stderr.
 void print_error(const AgentTarget& t, const AgentReply& r) {
   if (r.status == 0) {
-    std::cerr << "capctl: cannot reach the agent at " << t.host << ":" << t.port << ": "
-              << r.error << "\n";
+    std::cerr << "capctl: cannot reach the agent at " << t.host << ":" << t.port << ": " << r.error
+              << "\n";
     return;
   }
   std::string err;
@@ -153,7 +153,8 @@ int cmd_status(const AgentOptions& o, bool json) {
     std::string mode = field("mode");
     std::cout << "mode           " << (mode.empty() ? "default" : mode) << "\n";
     const Value* stopped = m.find("stopped");
-    std::cout << "rules          " << (stopped && stopped->truthy() ? "stopped" : "running") << "\n";
+    std::cout << "rules          " << (stopped && stopped->truthy() ? "stopped" : "running")
+              << "\n";
   } else {
     std::cout << "configuration  none (blank agent)\n";
   }

@@ -67,11 +67,13 @@ int main(int argc, char** argv) {
   logs->add_option("--tail", tail, "only the last N lines")->check(CLI::Range(1, 1000000));
   agent_options(logs);
 
-  auto* trace = app.add_subcommand("trace", "Print an agent's recorded transactions, or arm the trace");
+  auto* trace =
+      app.add_subcommand("trace", "Print an agent's recorded transactions, or arm the trace");
   trace->add_option("--arm", arm, "record the next N transactions")->check(CLI::Range(1, 10000));
   agent_options(trace);
 
-  auto* rollback = app.add_subcommand("rollback", "Reactivate a previous configuration on an agent");
+  auto* rollback =
+      app.add_subcommand("rollback", "Reactivate a previous configuration on an agent");
   rollback->add_option("--to", rollback_to, "the configuration id (default: the previous one)");
   agent_options(rollback);
 

@@ -11,6 +11,7 @@
 
 #include "cap/engine.h"
 #include "cli/commands.h"
+#include "net/http_client.h"
 
 namespace cap::cli {
 
@@ -94,6 +95,7 @@ struct Host {
   SystemClock clock;
   StderrLogger logger{LogLevel::Warn};
   MemoryVault vault;
+  net::HttpClientPool http;  // HttpClient and HttpServerExecute call out for real
   std::unique_ptr<LocalFiles> files;
   HostServices services() {
     const char* shared = std::getenv("CAP_SHARED_DIR");
@@ -103,6 +105,7 @@ struct Host {
     s.logger = &logger;
     s.vault = &vault;
     s.files = files.get();
+    s.http = &http;
     return s;
   }
 };

@@ -2,6 +2,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
@@ -944,6 +945,8 @@ LoadResult Loader::run() {
   for (auto& rs : cfg_->rulesets)
     if (rs->may_wait) cfg_->may_wait = true;
   if (out_.error_count() == 0) {
+    static std::atomic<uint64_t> next_serial{1};
+    cfg_->serial = next_serial.fetch_add(1);
     cfg_->package = pkg_;
     out_.configuration = std::move(cfg_);
   }

@@ -321,9 +321,9 @@ Outcome Runtime::handle(const Request& request, Response& response, Workspace& w
 Outcome Runtime::handle(const Request& req, Response& response, Workspace& ws,
                         const std::function<void(Variables&)>& inspect) {
   const Configuration& cfg = *config_;
-  if (ws.config_ != &cfg || !ws.vars_) {
+  if (ws.serial_ != cfg.serial || !ws.vars_) {
     ws.vars_ = std::make_unique<Variables>(cfg.symbols);
-    ws.config_ = &cfg;
+    ws.serial_ = cfg.serial;
   }
   requests_.fetch_add(1, std::memory_order_relaxed);
   Variables& vars = *ws.vars_;

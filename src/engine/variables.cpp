@@ -57,7 +57,7 @@ bool Variables::has(std::string_view name) const {
   int64_t slot = symbols_->find(name);
   if (slot >= 0) {
     auto s = static_cast<uint32_t>(slot);
-    return set_[s] || (s < kWellKnownCount && lazy_pending_[s]);
+    return s < set_.size() && (set_[s] || (s < kWellKnownCount && lazy_pending_[s]));
   }
   return extra_.count(std::string(name)) != 0;
 }

@@ -1,4 +1,5 @@
 #include "rules/groups.h"
+#include "rules/network.h"
 
 namespace cap {
 
@@ -7,6 +8,7 @@ void register_base_rules(RuleRegistry& registry) {
   rules::register_text(registry);
   rules::register_data(registry);
   rules::register_http(registry);
+  rules::register_network_rules(registry);  // HttpClient, HttpServerExecute, HttpResponseAddition
 }
 
 }  // namespace cap

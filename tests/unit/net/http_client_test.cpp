@@ -84,6 +84,7 @@ class NetClient : public ::testing::Test {
         {"X-Authorization", std::string(ex.header("authorization"))},
         {"X-Content-Length", std::string(ex.header("content-length"))},
         {"X-Custom", std::string(ex.header("x-custom"))},
+        {"X-Secure", ex.secure() ? "yes" : "no"},
     };
     std::string body = target == "/big" ? std::string(5000, 'b') : std::string(ex.body());
     ResponseView r;
@@ -114,6 +115,7 @@ TEST_F(NetClient, GetAndPostWithDefaultHeaders) {
   EXPECT_EQ(header_of(r, "x-user-agent"), cat("cap/", CAP_VERSION));
   EXPECT_EQ(header_of(r, "x-content-length"), "");
   EXPECT_EQ(header_of(r, "content-type"), "text/plain");
+  EXPECT_EQ(header_of(r, "x-secure"), "no");
 
   HttpCall post;
   post.method = "POST";
@@ -360,6 +362,7 @@ TEST_F(NetClient, HttpsWithVerification) {
     ASSERT_EQ(r.error, "") << host;
     EXPECT_EQ(r.status, 200);
     EXPECT_EQ(r.body, "over tls");
+    EXPECT_EQ(header_of(r, "x-secure"), "yes");
   }
 
   // Without the trust anchor the certificate is refused.

@@ -1,4 +1,4 @@
-#include "agent/network_rules.h"
+#include "rules/network.h"
 
 #include <cmath>
 #include <memory>
@@ -8,7 +8,7 @@
 
 #include "cap/engine.h"
 
-namespace cap::agent {
+namespace cap::rules {
 namespace {
 
 // ---------------------------------------------------------------------------------------
@@ -17,8 +17,9 @@ namespace {
 bool is_token(std::string_view s) {
   if (s.empty()) return false;
   for (unsigned char c : s) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+        std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
     if (!ok) return false;
   }
   return true;
@@ -97,7 +98,8 @@ bool check_constant_timeout(CompileContext& cc) {
   const Value& v = p.constant_value();
   if (!v.is_number() || !std::isfinite(v.as_number()) || v.as_number() < 1 ||
       v.as_number() > 3600000) {
-    cc.error("timeout_ms", "must be a number of milliseconds from 1 to 3600000, got " + v.to_text());
+    cc.error("timeout_ms",
+             "must be a number of milliseconds from 1 to 3600000, got " + v.to_text());
     return false;
   }
   return true;
@@ -238,12 +240,22 @@ RuleSpec server_execute_spec() {
       "when it did not (ORIGIN_STATUS 0, ORIGIN_ERROR says why; with `respond` the response "
       "is then 502, or 504 after a timeout).";
   s.params = {
-      {"path", ParamType::String, false, {}, "Replaces the request's path (absent: as received).", {}},
+      {"path",
+       ParamType::String,
+       false,
+       {},
+       "Replaces the request's path (absent: as received).",
+       {}},
       {"method", ParamType::String, false, {}, "Replaces the request's method.", {}},
       {"body", ParamType::String, false, {}, "Replaces the request's body.", {}},
       {"add_headers", ParamType::Map, false, {}, "Headers to add: name to value.", {}},
       {"remove_headers", ParamType::List, false, {}, "Header names not to forward.", {}},
-      {"timeout_ms", ParamType::Number, false, Value(30000), "Milliseconds to wait for the origin.", {}},
+      {"timeout_ms",
+       ParamType::Number,
+       false,
+       Value(30000),
+       "Milliseconds to wait for the origin.",
+       {}},
       {"respond",
        ParamType::Boolean,
        false,
@@ -348,8 +360,10 @@ class ServerExecuteRule : public Rule {
       res.set = true;
       res.status = timed_out ? 504 : 502;
       res.content_type = "text/html; charset=utf-8";
-      res.body = timed_out ? "<!doctype html><title>504 Gateway Timeout</title><h1>504 Gateway Timeout</h1><p>The origin server did not answer in time.</p>\n"
-                           : "<!doctype html><title>502 Bad Gateway</title><h1>502 Bad Gateway</h1><p>The origin server could not be reached.</p>\n";
+      res.body = timed_out ? "<!doctype html><title>504 Gateway Timeout</title><h1>504 Gateway "
+                             "Timeout</h1><p>The origin server did not answer in time.</p>\n"
+                           : "<!doctype html><title>502 Bad Gateway</title><h1>502 Bad "
+                             "Gateway</h1><p>The origin server could not be reached.</p>\n";
     }
     return kError;
   }
@@ -501,4 +515,4 @@ std::vector<ResponseEdit> read_response_additions(Variables& vars) {
   return edits;
 }
 
-}  // namespace cap::agent
+}  // namespace cap::rules

@@ -1,8 +1,8 @@
-#include "agent/forwarding.h"
+#include "rules/forwarding.h"
 
 #include <algorithm>
 
-namespace cap::agent {
+namespace cap::rules {
 
 namespace {
 
@@ -36,9 +36,8 @@ bool iequals(std::string_view a, std::string_view b) {
 
 bool is_hop_by_hop(std::string_view name, std::string_view connection) {
   static constexpr std::string_view kHopByHop[] = {
-      "connection",          "keep-alive", "proxy-connection", "proxy-authenticate",
-      "proxy-authorization", "te",         "trailer",          "trailers",
-      "transfer-encoding",   "upgrade"};
+      "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+      "te",         "trailer",    "trailers",         "transfer-encoding",  "upgrade"};
   for (auto h : kHopByHop)
     if (iequals(name, h)) return true;
   return named_in_connection(name, connection);
@@ -55,8 +54,10 @@ HttpCall forward_call(const Request& req, std::string_view origin, std::string_v
 
   std::string_view connection, host;
   for (auto& [name, value] : req.headers) {
-    if (iequals(name, "connection")) connection = value;
-    else if (iequals(name, "host")) host = value;
+    if (iequals(name, "connection"))
+      connection = value;
+    else if (iequals(name, "host"))
+      host = value;
   }
   call.headers.reserve(req.headers.size() + 3);
   std::string forwarded_for;
@@ -98,4 +99,4 @@ void apply_edit(const ResponseEdit& edit, HeaderLines& headers, std::string& bod
   if (edit.replace_body) body = edit.body;
 }
 
-}  // namespace cap::agent
+}  // namespace cap::rules

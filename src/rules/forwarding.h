@@ -17,7 +17,7 @@
 #include "cap/request.h"
 #include "cap/services.h"
 
-namespace cap::agent {
+namespace cap::rules {
 
 using HeaderLines = std::vector<std::pair<std::string, std::string>>;
 
@@ -44,4 +44,4 @@ struct ResponseEdit {
 /// Applies an edit to headers and body: removes, then adds, then replaces the body.
 void apply_edit(const ResponseEdit& edit, HeaderLines& headers, std::string& body);
 
-}  // namespace cap::agent
+}  // namespace cap::rules

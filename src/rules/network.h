@@ -11,12 +11,12 @@
 
 #include <vector>
 
-#include "agent/forwarding.h"
+#include "rules/forwarding.h"
 #include "cap/request.h"
 #include "cap/rule.h"
 #include "cap/variables.h"
 
-namespace cap::agent {
+namespace cap::rules {
 
 /// The variable HttpResponseAddition records pending edits in.
 inline constexpr const char* kResponseAdditionsVariable = "RESPONSE_ADDITIONS";
@@ -29,4 +29,4 @@ std::vector<ResponseEdit> read_response_additions(Variables& vars);
 /// Applies an edit to a rule-set response (a Content-Type header edits content_type).
 void apply_to_response(const ResponseEdit& edit, Response& res);
 
-}  // namespace cap::agent
+}  // namespace cap::rules
