@@ -110,6 +110,23 @@ struct Host {
   }
 };
 
+/// Loads `dir` and runs its startup rule set; returns the exit status on failure, 0 when
+/// `out` holds a ready runtime.
+int start_runtime(const std::string& dir, Host& host, std::unique_ptr<Runtime>* out) {
+  bool usage;
+  auto cfg = load(dir, std::cerr, false, &usage);
+  if (usage) return 2;
+  if (!cfg) return 1;
+  auto runtime = std::make_unique<Runtime>(cfg, host.services());
+  std::string startup_error = runtime->startup();
+  if (!startup_error.empty()) {
+    std::cerr << "capctl: startup rule set failed: " << startup_error << "\n";
+    return 1;
+  }
+  *out = std::move(runtime);
+  return 0;
+}
+
 struct ParsedRequest {
   std::string method, target;
 };
@@ -221,17 +238,10 @@ int cmd_run(const std::string& dir, const RunOptions& opts) {
     while (!v.empty() && v.front() == ' ') v.erase(0, 1);
     headers.emplace_back(h.substr(0, c), v);
   }
-  bool usage;
-  auto cfg = load(opts.request.empty() ? dir : dir, std::cerr, false, &usage);
-  if (usage) return 2;
-  if (!cfg) return 1;
   Host host;
-  Runtime runtime(cfg, host.services());
-  std::string startup_error = runtime.startup();
-  if (!startup_error.empty()) {
-    std::cerr << "capctl: startup rule set failed: " << startup_error << "\n";
-    return 1;
-  }
+  std::unique_ptr<Runtime> loaded;
+  if (int status = start_runtime(dir, host, &loaded)) return status;
+  Runtime& runtime = *loaded;
   Request req;
   req.method = line->method;
   req.target = line->target;
@@ -382,17 +392,10 @@ int cmd_test(const std::string& dir, const std::string& data) {
     cases.push_back(std::move(tc));
   }
   if (bad) return 1;
-  bool usage;
-  auto cfg = load(dir, std::cerr, false, &usage);
-  if (usage) return 2;
-  if (!cfg) return 1;
   Host host;
-  Runtime runtime(cfg, host.services());
-  std::string startup_error = runtime.startup();
-  if (!startup_error.empty()) {
-    std::cerr << "capctl: startup rule set failed: " << startup_error << "\n";
-    return 1;
-  }
+  std::unique_ptr<Runtime> loaded;
+  if (int status = start_runtime(dir, host, &loaded)) return status;
+  Runtime& runtime = *loaded;
   Workspace ws;
   size_t passed = 0, width = 4;
   for (auto& c : cases) width = std::max(width, std::min<size_t>(c.name.size(), 50));

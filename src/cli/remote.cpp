@@ -43,8 +43,9 @@ bool parse_agent_target(const std::string& spec, const std::string& key, AgentTa
     *error = "expected HOST:PORT with a host name or address";
     return false;
   }
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoi(port) < 1 || std::stoi(port) > 65535) {
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) < 1 ||
+      std::stoi(port) > 65535) {
     *error = "the port must be a number from 1 to 65535";
     return false;
   }
@@ -85,9 +86,8 @@ bool load_agent_key(const std::string& key_file, std::string* key, std::string* 
   return true;
 }
 
-AgentReply agent_call(const AgentTarget& target, const std::string& method,
-                      const std::string& path, const std::string& body,
-                      const std::string& content_type, int timeout_ms) {
+AgentReply agent_call(const AgentTarget& target, const std::string& method, const std::string& path,
+                      const std::string& body, const std::string& content_type, int timeout_ms) {
   if (target.key.empty()) {
     AgentReply r;
     r.error = "no management key: set CAP_MGMT_KEY or pass --key-file FILE";
@@ -107,8 +107,8 @@ AgentReply agent_call(const AgentTarget& target, const std::string& method,
   call.body = body;
   call.timeout_ms = timeout_ms;
   int64_t ts = int64_t(std::time(nullptr));
-  call.headers.emplace_back("Authorization",
-                            net::sign_request(target.key, method, p, body, ts, net::random_nonce()));
+  call.headers.emplace_back(
+      "Authorization", net::sign_request(target.key, method, p, body, ts, net::random_nonce()));
   if (!content_type.empty()) call.headers.emplace_back("Content-Type", content_type);
   call.headers.emplace_back("Accept", "application/json");
 

@@ -35,8 +35,8 @@ bool load_agent_key(const std::string& key_file, std::string* key, std::string* 
 /// One request to the agent, signed with the target's key (Authorization:
 /// CAP-HMAC-SHA256 ...). `path` is the path with its query, as sent and signed.
 /// `content_type` may be empty. Blocks until the answer or `timeout_ms`.
-AgentReply agent_call(const AgentTarget& target, const std::string& method,
-                      const std::string& path, const std::string& body,
-                      const std::string& content_type, int timeout_ms = 120000);
+AgentReply agent_call(const AgentTarget& target, const std::string& method, const std::string& path,
+                      const std::string& body, const std::string& content_type,
+                      int timeout_ms = 120000);
 
 }  // namespace cap::cli

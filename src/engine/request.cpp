@@ -31,20 +31,7 @@ std::string url_decode(std::string_view s, bool plus_is_space) {
 
 std::vector<std::pair<std::string, std::string>> parse_query(std::string_view q) {
   std::vector<std::pair<std::string, std::string>> out;
-  size_t start = 0;
-  while (start < q.size()) {
-    size_t end = q.find('&', start);
-    if (end == std::string_view::npos) end = q.size();
-    std::string_view part = q.substr(start, end - start);
-    if (!part.empty()) {
-      size_t eq = part.find('=');
-      if (eq == std::string_view::npos)
-        out.emplace_back(url_decode(part, true), std::string());
-      else
-        out.emplace_back(url_decode(part.substr(0, eq), true), url_decode(part.substr(eq + 1), true));
-    }
-    start = end + 1;
-  }
+  for_each_query_param(q, [&](std::string_view k, std::string v) { out.emplace_back(k, std::move(v)); });
   return out;
 }
 

@@ -77,8 +77,9 @@ bool CidrList::parse(std::string_view list, std::string* error) {
         if (c < '0' || c > '9') return fail(quoted + ": the prefix length is not a number");
         v = v * 10 + (c - '0');
       }
-      if (v > max) return fail(quoted + (n.v6 ? ": the prefix length must be 0 to 128"
-                                               : ": the prefix length must be 0 to 32"));
+      if (v > max)
+        return fail(quoted + (n.v6 ? ": the prefix length must be 0 to 128"
+                                   : ": the prefix length must be 0 to 32"));
       n.prefix = v;
     }
     nets.push_back(n);

@@ -77,8 +77,7 @@ bool has_ctl(std::string_view s) {
 }
 
 bool idempotent(std::string_view m) {
-  return m == "GET" || m == "HEAD" || m == "PUT" || m == "DELETE" || m == "OPTIONS" ||
-         m == "TRACE";
+  return m == "GET" || m == "HEAD" || m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "TRACE";
 }
 
 std::string base64(std::string_view in) {
@@ -112,7 +111,7 @@ std::string base64(std::string_view in) {
 struct Target {
   bool tls = false;
   bool ip_literal = false;
-  std::string host;         // without brackets
+  std::string host;  // without brackets
   uint16_t port = 0;
   std::string host_header;  // host[:port], IPv6 in brackets
   std::string target;       // path?query, as encoded in the URL
@@ -289,8 +288,7 @@ struct ClientLoop {
 };
 
 struct CallState : std::enable_shared_from_this<CallState> {
-  CallState(ClientLoop* l, HttpCall c, Target tg, std::string req,
-            std::function<void(HttpReply)> d)
+  CallState(ClientLoop* l, HttpCall c, Target tg, std::string req, std::function<void(HttpReply)> d)
       : loop(l),
         call(std::move(c)),
         t(std::move(tg)),
@@ -358,27 +356,26 @@ struct CallState : std::enable_shared_from_this<CallState> {
       std::vector<tcp::endpoint> eps{tcp::endpoint(addr, t.port)};
       return do_connect(eps);
     }
-    resolver.async_resolve(
-        t.host, std::to_string(t.port),
-        [self = shared_from_this()](const boost::system::error_code& ec,
-                                    tcp::resolver::results_type results) {
-          if (self->finished) return self->cleanup();
-          if (ec) {
-            if (self->connect_timed_out) return self->fail_connect_timeout();
-            return self->fail(self->t.where + ": cannot resolve " + self->t.host + ": " +
-                              ec.message());
-          }
-          self->do_connect(results);
-        });
+    resolver.async_resolve(t.host, std::to_string(t.port),
+                           [self = shared_from_this()](const boost::system::error_code& ec,
+                                                       tcp::resolver::results_type results) {
+                             if (self->finished) return self->cleanup();
+                             if (ec) {
+                               if (self->connect_timed_out) return self->fail_connect_timeout();
+                               return self->fail(self->t.where + ": cannot resolve " +
+                                                 self->t.host + ": " + ec.message());
+                             }
+                             self->do_connect(results);
+                           });
   }
 
   template <class Endpoints>
   void do_connect(const Endpoints& eps) {
-    asio::async_connect(conn->lowest(), eps,
-                        [self = shared_from_this()](const boost::system::error_code& ec,
-                                                    const tcp::endpoint&) {
-                          self->on_connected(ec);
-                        });
+    asio::async_connect(
+        conn->lowest(), eps,
+        [self = shared_from_this()](const boost::system::error_code& ec, const tcp::endpoint&) {
+          self->on_connected(ec);
+        });
   }
 
   void fail_connect_timeout() {
@@ -406,24 +403,24 @@ struct CallState : std::enable_shared_from_this<CallState> {
       SSL_set_tlsext_host_name(ssl, t.host.c_str());
       SSL_set1_host(ssl, t.host.c_str());
     }
-    conn->tls->async_handshake(ssl::stream_base::client,
-                               [self = shared_from_this()](const boost::system::error_code& e) {
-                                 self->connect_timer.cancel();
-                                 if (self->finished) return self->cleanup();
-                                 if (e) {
-                                   if (self->connect_timed_out) return self->fail_connect_timeout();
-                                   return self->fail(self->t.where +
-                                                     ": TLS handshake failed: " + e.message());
-                                 }
-                                 self->send();
-                               });
+    conn->tls->async_handshake(
+        ssl::stream_base::client, [self = shared_from_this()](const boost::system::error_code& e) {
+          self->connect_timer.cancel();
+          if (self->finished) return self->cleanup();
+          if (e) {
+            if (self->connect_timed_out) return self->fail_connect_timeout();
+            return self->fail(self->t.where + ": TLS handshake failed: " + e.message());
+          }
+          self->send();
+        });
   }
 
   void send() {
     auto handler = [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
       if (self->finished) return self->cleanup();
-      if (ec) return self->retry_or_fail(self->t.where + ": sending failed: " + ec.message(),
-                                         false, true);
+      if (ec)
+        return self->retry_or_fail(self->t.where + ": sending failed: " + ec.message(), false,
+                                   true);
       self->receive();
     };
     if (conn->tls)
@@ -457,9 +454,9 @@ struct CallState : std::enable_shared_from_this<CallState> {
   }
 
   void retry_or_fail(std::string error, bool connecting, bool nothing_received) {
-    bool retry = attempt < opt().retries &&
-                 ((connecting && !connect_timed_out) ||
-                  (reused && nothing_received && idempotent(call.method)));
+    bool retry =
+        attempt < opt().retries && ((connecting && !connect_timed_out) ||
+                                    (reused && nothing_received && idempotent(call.method)));
     if (retry) {
       ++attempt;
       if (conn) conn->close();
@@ -662,8 +659,9 @@ void HttpClientPool::call_async(HttpCall call, std::function<void(HttpReply)> do
 HttpReply HttpClientPool::call(const HttpCall& call) {
   if (t_client_loop_owner == impl_.get()) {
     HttpReply r;
-    r.error = "HttpClientPool::call() on the client's own loop thread would wait forever; "
-              "use call_async()";
+    r.error =
+        "HttpClientPool::call() on the client's own loop thread would wait forever; "
+        "use call_async()";
     return r;
   }
   std::promise<HttpReply> promise;

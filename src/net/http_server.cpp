@@ -60,9 +60,11 @@ using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
 using TlsStream = asio::ssl::stream<Socket>;
 
 // The drained-read fast path needs Asio's epoll reactor internals as of Boost 1.81 (CMake
-// requires exactly that version); anything else uses async_read_some.
-#if BOOST_VERSION == 108100 && defined(BOOST_ASIO_HAS_EPOLL) && \
-    !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT) && !defined(BOOST_ASIO_DISABLE_EPOLL)
+// requires exactly that version); anything else, or CAP_NET_NO_DRAINING_READ, uses
+// async_read_some.
+#if BOOST_VERSION == 108100 && defined(BOOST_ASIO_HAS_EPOLL) &&                           \
+    !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT) && !defined(BOOST_ASIO_DISABLE_EPOLL) && \
+    !defined(CAP_NET_NO_DRAINING_READ)
 #define CAP_NET_DRAINING_READ 1
 namespace adetail = boost::asio::detail;
 
@@ -118,8 +120,8 @@ class DrainingRead : public adetail::reactor_op {
       return done;
     }
   }
-  static void complete_read(void* owner, adetail::operation* base,
-                            const boost::system::error_code&, std::size_t) {
+  static void complete_read(void* owner, adetail::operation* base, const boost::system::error_code&,
+                            std::size_t) {
     if (!owner) return;  // the io_context is being destroyed: nothing to run
     auto* o = static_cast<DrainingRead*>(base);
     o->done_(o->target_, o->ec_, o->bytes_transferred_);
@@ -198,20 +200,34 @@ std::string_view reason_phrase(int status) {
 // The status lines most responses use, pre-rendered.
 std::string_view common_status_line(int status) {
   switch (status) {
-    case 200: return "HTTP/1.1 200 OK\r\n";
-    case 201: return "HTTP/1.1 201 Created\r\n";
-    case 204: return "HTTP/1.1 204 No Content\r\n";
-    case 301: return "HTTP/1.1 301 Moved Permanently\r\n";
-    case 302: return "HTTP/1.1 302 Found\r\n";
-    case 304: return "HTTP/1.1 304 Not Modified\r\n";
-    case 400: return "HTTP/1.1 400 Bad Request\r\n";
-    case 401: return "HTTP/1.1 401 Unauthorized\r\n";
-    case 403: return "HTTP/1.1 403 Forbidden\r\n";
-    case 404: return "HTTP/1.1 404 Not Found\r\n";
-    case 500: return "HTTP/1.1 500 Internal Server Error\r\n";
-    case 502: return "HTTP/1.1 502 Bad Gateway\r\n";
-    case 503: return "HTTP/1.1 503 Service Unavailable\r\n";
-    default: return {};
+    case 200:
+      return "HTTP/1.1 200 OK\r\n";
+    case 201:
+      return "HTTP/1.1 201 Created\r\n";
+    case 204:
+      return "HTTP/1.1 204 No Content\r\n";
+    case 301:
+      return "HTTP/1.1 301 Moved Permanently\r\n";
+    case 302:
+      return "HTTP/1.1 302 Found\r\n";
+    case 304:
+      return "HTTP/1.1 304 Not Modified\r\n";
+    case 400:
+      return "HTTP/1.1 400 Bad Request\r\n";
+    case 401:
+      return "HTTP/1.1 401 Unauthorized\r\n";
+    case 403:
+      return "HTTP/1.1 403 Forbidden\r\n";
+    case 404:
+      return "HTTP/1.1 404 Not Found\r\n";
+    case 500:
+      return "HTTP/1.1 500 Internal Server Error\r\n";
+    case 502:
+      return "HTTP/1.1 502 Bad Gateway\r\n";
+    case 503:
+      return "HTTP/1.1 503 Service Unavailable\r\n";
+    default:
+      return {};
   }
 }
 
@@ -435,8 +451,7 @@ namespace {
 
 class ConnBase : public Connection {
  public:
-  ConnBase(Loop* loop, const tcp::endpoint& peer)
-      : loop_(loop), gate_(loop->gate()), peer_(peer) {
+  ConnBase(Loop* loop, const tcp::endpoint& peer) : loop_(loop), gate_(loop->gate()), peer_(peer) {
     buf_ = std::make_unique_for_overwrite<char[]>(kInitialBuffer);
     cap_ = kInitialBuffer;
   }
@@ -483,8 +498,8 @@ class ConnBase : public Connection {
   enum class After : uint8_t { Response, Continue };
 
   // The transport.
-  virtual void io_read(char* p, size_t n) = 0;               // completes in on_read
-  virtual void io_write(const char* p, size_t n) = 0;        // completes in on_written
+  virtual void io_read(char* p, size_t n) = 0;         // completes in on_read
+  virtual void io_write(const char* p, size_t n) = 0;  // completes in on_written
   virtual size_t io_try_write(const char* p, size_t n, bool* failed) = 0;  // 0 for TLS
   virtual void io_shutdown_send() = 0;
   virtual void io_close() = 0;
@@ -524,7 +539,7 @@ class ConnBase : public Connection {
   // has consumed [begin_, parse_).
   std::unique_ptr<char[]> buf_;
   size_t cap_ = 0, begin_ = 0, parse_ = 0, end_ = 0;
-  size_t header_end_ = 0;  // offset from begin_, once the header is parsed
+  size_t header_end_ = 0;                           // offset from begin_, once the header is parsed
   std::optional<RequestParser>* parser_ = nullptr;  // see parser_storage_
   std::unique_ptr<std::optional<RequestParser>> parser_storage_;
 
@@ -643,8 +658,7 @@ void ConnBase::on_request_line(std::string_view method, std::string_view target,
 void ConnBase::on_field(bhttp::field f, std::string_view name, std::string_view value) {
   const char* base = buf_.get() + begin_;
   const char* lim = buf_.get() + end_;
-  FieldRef r{uint32_t(name.data() - base), uint32_t(name.size()), 0, uint32_t(value.size()),
-             false};
+  FieldRef r{uint32_t(name.data() - base), uint32_t(name.size()), 0, uint32_t(value.size()), false};
   if (value.empty() || (value.data() >= base && value.data() + value.size() <= lim)) {
     r.value_off = value.empty() ? 0 : uint32_t(value.data() - base);
   } else {  // the parser rebuilt a folded value in its own storage
@@ -781,9 +795,15 @@ void ConnBase::dispatch() {
     hv_[i].value = {(f.value_in_arena ? arena_.data() : base) + f.value_off, f.value_len};
   }
   switch (body_mode_) {
-    case BodyMode::None: body_ = {}; break;
-    case BodyMode::View: body_ = {base + body_off_, body_len_}; break;
-    case BodyMode::Copy: body_ = body_copy_; break;
+    case BodyMode::None:
+      body_ = {};
+      break;
+    case BodyMode::View:
+      body_ = {base + body_off_, body_len_};
+      break;
+    case BodyMode::Copy:
+      body_ = body_copy_;
+      break;
   }
   keep_alive_ = (**parser_).keep_alive();
   head_ = method_ == "HEAD";
@@ -933,10 +953,17 @@ void ConnBase::response_done() {
 void ConnBase::send_error(int status) {
   const char* text = "Bad Request\n";
   switch (status) {
-    case 408: text = "Request Timeout\n"; break;
-    case 413: text = "Content Too Large\n"; break;
-    case 431: text = "Request Header Fields Too Large\n"; break;
-    default: break;
+    case 408:
+      text = "Request Timeout\n";
+      break;
+    case 413:
+      text = "Content Too Large\n";
+      break;
+    case 431:
+      text = "Request Header Fields Too Large\n";
+      break;
+    default:
+      break;
   }
   ResponseView r{status, "text/plain", {}, text, true};
   RenderParams p;
@@ -1368,8 +1395,8 @@ bool HttpServer::start(std::string* error) {
   }
   if (o.threads <= 0) o.threads = int(std::max(1u, std::thread::hardware_concurrency()));
   if (o.max_header_bytes < 256) o.max_header_bytes = 256;
-  int64_t shortest = std::min({o.read_timeout.count(), o.idle_timeout.count(),
-                               o.write_timeout.count()});
+  int64_t shortest =
+      std::min({o.read_timeout.count(), o.idle_timeout.count(), o.write_timeout.count()});
   sh.sweep_ms = std::clamp<int64_t>(shortest / 4, 10, 250);
 
   boost::system::error_code ec;

@@ -3,8 +3,9 @@
 // per-loop sweep (no timer armed per request), graceful drain.
 //
 // Per connection the server reuses its read buffer, its parser state and its response
-// buffer, and stores header views into the read buffer, so a request costs no heap
-// allocation in the server unless its headers or body outgrow the buffers.
+// buffer, and stores header views into the read buffer, so a request answered from the
+// handler costs no heap allocation in the server unless its headers or body outgrow the
+// buffers (an answer through a Deferred allocates its rendered copy).
 //
 // The handler runs on the connection's loop thread. It answers at once with
 // Exchange::respond, or takes Exchange::defer() and answers later from any thread
@@ -25,10 +26,10 @@ namespace cap::net {
 
 struct ServerOptions {
   std::string address = "0.0.0.0";
-  uint16_t port = 8080;           // 0: pick a free port (see HttpServer::port())
-  int threads = 1;                // event loops
-  size_t max_header_bytes = 16 * 1024;        // larger: 431
-  size_t max_body_bytes = 16 * 1024 * 1024;   // larger: 413
+  uint16_t port = 8080;  // 0: pick a free port (see HttpServer::port())
+  int threads = 1;  // event loops (<= 0: one per CPU); several share the port with SO_REUSEPORT
+  size_t max_header_bytes = 16 * 1024;             // larger: 431
+  size_t max_body_bytes = 16 * 1024 * 1024;        // larger: 413
   std::chrono::milliseconds read_timeout{15000};   // a started request must be read whole: 408
   std::chrono::milliseconds idle_timeout{60000};   // keep-alive connection with no request: closed
   std::chrono::milliseconds write_timeout{30000};  // a response must be taken by the client
@@ -101,15 +102,18 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  /// Binds and starts the loops. Returns false with `error` when the port cannot be bound
-  /// or TLS files cannot be loaded.
+  /// Binds and starts the loops. Returns false with `error` when the address is bad, the
+  /// port cannot be bound (also when another process holds it), or the TLS files cannot be
+  /// loaded.
   bool start(std::string* error);
   /// The bound port.
   uint16_t port() const;
   /// Stops accepting; requests in flight finish; idle keep-alive connections close.
   void stop_accepting();
-  /// Waits until no request is in flight or `timeout` passes; then closes everything and
-  /// joins the loops. Returns whether everything finished in time.
+  /// Stops accepting, waits until no request is in flight or `timeout` passes; then closes
+  /// everything and joins the loops. Returns whether everything finished in time. Call it
+  /// from outside the server's loops (never from a handler). Deferreds answered afterwards
+  /// are dropped harmlessly. The destructor does drain(0) when needed.
   bool drain(std::chrono::milliseconds timeout);
   /// Requests being handled right now.
   size_t in_flight() const;

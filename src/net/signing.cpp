@@ -139,8 +139,7 @@ bool parse_auth_header(std::string_view value, ParsedAuth* out, std::string* err
     } else if (name == "sig") {
       if (have_sig) return fail("sig appears twice");
       have_sig = true;
-      if (v.size() != 64 || !is_hex_lower(v))
-        return fail("sig must be 64 lower-case hex digits");
+      if (v.size() != 64 || !is_hex_lower(v)) return fail("sig must be 64 lower-case hex digits");
       a.sig = std::string(v);
     } else {
       return fail("unknown field in the Authorization header");

@@ -56,8 +56,8 @@ class NetClient : public ::testing::Test {
     server_ = std::make_unique<HttpServer>(o, [this](Exchange& ex) { handle(ex); });
     std::string error;
     ASSERT_TRUE(server_->start(&error)) << error;
-    base_ = cat(o.tls_cert_file.empty() ? "http" : "https", "://127.0.0.1:",
-                std::to_string(server_->port()));
+    base_ = cat(o.tls_cert_file.empty() ? "http" : "https",
+                "://127.0.0.1:", std::to_string(server_->port()));
   }
   void TearDown() override {
     if (server_) server_->drain(2s);
@@ -177,8 +177,8 @@ TEST_F(NetClient, CredentialsInTheUrlBecomeBasicAuthAndNeverAppearInErrors) {
   HttpReply r = pool.call(c);
   EXPECT_EQ(header_of(r, "x-authorization"), "Basic YWxpY2U6czNjcmV0");
 
-  c.url = cat("http://alice:s3cret@127.0.0.1:", std::to_string(closed_port()),
-              "/private?token=hidden");
+  c.url =
+      cat("http://alice:s3cret@127.0.0.1:", std::to_string(closed_port()), "/private?token=hidden");
   r = pool.call(c);
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.error, "");

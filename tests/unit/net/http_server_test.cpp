@@ -17,9 +17,9 @@ namespace cap::net {
 namespace {
 
 using namespace std::chrono_literals;
+using test::cat;
 using test::RawClient;
 using test::RawResponse;
-using test::cat;
 
 // A server with an echo handler: answers "METHOD TARGET BODY" plus a few request facts in
 // headers. Tests may replace the handler.
@@ -118,10 +118,10 @@ TEST_F(NetServer, AnswersPipelinedRequestsInOrder) {
     ex.respond(r);
   });
   RawClient c(port_);
-  ASSERT_TRUE(c.send(
-      "GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"
-      "GET /2 HTTP/1.1\r\nHost: h\r\n\r\n"
-      "POST /3 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"));
+  ASSERT_TRUE(
+      c.send("GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"
+             "GET /2 HTTP/1.1\r\nHost: h\r\n\r\n"
+             "POST /3 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"));
   RawResponse r1, r2, r3;
   ASSERT_TRUE(c.read_response(&r1));
   ASSERT_TRUE(c.read_response(&r2));
@@ -172,7 +172,8 @@ TEST_F(NetServer, OversizedHeaderGets431) {
   o.max_header_bytes = 2048;
   start(o);
   RawClient c(port_);
-  ASSERT_TRUE(c.send(cat("GET / HTTP/1.1\r\nHost: h\r\nX-Big: ", std::string(4000, 'a'), "\r\n\r\n")));
+  ASSERT_TRUE(
+      c.send(cat("GET / HTTP/1.1\r\nHost: h\r\nX-Big: ", std::string(4000, 'a'), "\r\n\r\n")));
   RawResponse r;
   ASSERT_TRUE(c.read_response(&r));
   EXPECT_EQ(r.status, 431);
@@ -210,17 +211,17 @@ TEST_F(NetServer, OversizedBodyGets413) {
   }
   EXPECT_EQ(requests_.load(), 0);
   RawResponse ok = test::raw_request(
-      port_, cat("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n",
-                 std::string(1000, 'y')));
+      port_,
+      cat("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n", std::string(1000, 'y')));
   EXPECT_EQ(ok.status, 200);
   EXPECT_EQ(ok.body.size(), std::string("POST / ").size() + 1000);
 }
 
 TEST_F(NetServer, MalformedRequestGets400) {
   start();
-  for (std::string bad : {"GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nNo colon here\r\n\r\n",
-                          "GET / HTTP/9.9\r\n\r\n",
-                          "POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n"}) {
+  for (std::string bad :
+       {"GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nNo colon here\r\n\r\n", "GET / HTTP/9.9\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n"}) {
     RawClient c(port_);
     ASSERT_TRUE(c.send(bad));
     RawResponse r;
@@ -276,6 +277,38 @@ TEST_F(NetServer, IdleKeepAliveConnectionIsClosedSilently) {
   EXPECT_EQ(extra, "");  // no 408 for an idle connection
   for (int i = 0; i < 100 && server_->connections() != 0; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(server_->connections(), 0u);
+}
+
+TEST_F(NetServer, ClientThatDoesNotReadIsClosedAfterTheWriteTimeout) {
+  ServerOptions o;
+  o.write_timeout = 300ms;
+  const std::string big(64 << 20, 'w');  // more than the socket buffers hold
+  start(o, [&](Exchange& ex) {
+    ResponseView r;
+    r.body = big;
+    ex.respond(r);
+  });
+  RawClient c(port_);
+  ASSERT_TRUE(c.send("GET /big HTTP/1.1\r\nHost: h\r\n\r\n"));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(server_->connections(), 1u);
+  EXPECT_EQ(server_->in_flight(), 1u);  // still writing
+  for (int i = 0; i < 300 && server_->connections() != 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(server_->connections(), 0u);
+  EXPECT_EQ(server_->in_flight(), 0u);
+}
+
+TEST_F(NetServer, MalformedRequestAfterAGoodOneOnTheSameConnection) {
+  start();
+  RawClient c(port_);
+  ASSERT_TRUE(c.send("GET /ok HTTP/1.1\r\nHost: h\r\n\r\nBROKEN\r\n\r\n"));
+  RawResponse r;
+  ASSERT_TRUE(c.read_response(&r));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "GET /ok ");
+  ASSERT_TRUE(c.read_response(&r));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_TRUE(c.wait_closed(3s));
 }
 
 TEST_F(NetServer, DeferredAnswersFromAnotherThread) {
@@ -391,9 +424,9 @@ TEST_F(NetServer, HeadResponsesHaveNoBody) {
 TEST_F(NetServer, ChunkedRequestBody) {
   start();
   RawClient c(port_);
-  ASSERT_TRUE(c.send(
-      "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-      "5\r\nhello\r\n"));
+  ASSERT_TRUE(
+      c.send("POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "5\r\nhello\r\n"));
   std::this_thread::sleep_for(50ms);
   ASSERT_TRUE(c.send("7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n"));
   RawResponse r;

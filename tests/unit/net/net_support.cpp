@@ -167,7 +167,8 @@ TestCert make_test_cert(const std::string& subject_alt_names) {
       X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, subject_alt_names.c_str());
   X509_add_ext(x, san, -1);
   X509_EXTENSION_free(san);
-  X509_EXTENSION* bc = X509V3_EXT_conf_nid(nullptr, &ctx, NID_basic_constraints, "critical,CA:TRUE");
+  X509_EXTENSION* bc =
+      X509V3_EXT_conf_nid(nullptr, &ctx, NID_basic_constraints, "critical,CA:TRUE");
   X509_add_ext(x, bc, -1);
   X509_EXTENSION_free(bc);
   X509_sign(x, pkey, EVP_sha256());

@@ -6,13 +6,13 @@
 
 // src/cli/*.cpp is built only into capctl, not into a library the tests link; compile the
 // helper into this test directly. (Remove this line if remote.cpp moves into a library.)
-#include "cli/remote.cpp"
 #include <stdlib.h>
 
 #include <cstdio>
 #include <ctime>
 #include <fstream>
 
+#include "cli/remote.cpp"
 #include "net/http_server.h"
 #include "net/signing.h"
 
@@ -119,7 +119,8 @@ TEST(NetRemote, AgentCallIsSignedAndVerifiable) {
 
   AgentTarget t;
   ASSERT_TRUE(parse_agent_target("127.0.0.1:" + std::to_string(server.port()), key, &t, &error));
-  AgentReply r = agent_call(t, "PUT", "/v1/configuration?dry=1", "PK\x03\x04zip", "application/zip");
+  AgentReply r =
+      agent_call(t, "PUT", "/v1/configuration?dry=1", "PK\x03\x04zip", "application/zip");
   EXPECT_EQ(r.status, 200) << r.body << r.error;
   r = agent_call(t, "GET", "/v1/status", "", "");
   EXPECT_EQ(r.status, 200) << r.body << r.error;

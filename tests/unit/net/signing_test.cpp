@@ -4,12 +4,13 @@
 //   python3 -c "import hmac,hashlib; b=b'{\"count\": 20}'; s='POST\n/v1/trace?x=1\n1700000000\n'
 //     '0123456789abcdef0123456789abcdef\n'+hashlib.sha256(b).hexdigest();
 //     print(hmac.new(b's3cret-key', s.encode(), hashlib.sha256).hexdigest())"
+#include "net/signing.h"
+
 #include <gtest/gtest.h>
 
 #include <set>
 
 #include "net/cidr.h"
-#include "net/signing.h"
 
 namespace cap::net {
 namespace {
@@ -53,9 +54,8 @@ TEST(NetSigning, ParsesWhatItSignsAndVerifies) {
   EXPECT_FALSE(verify_signature("key", "PUT", "/v1/mode", "proxy", later));
 
   // Any order, spaces optional.
-  ASSERT_TRUE(parse_auth_header("CAP-HMAC-SHA256 sig=" + a.sig + ",nonce=" + a.nonce +
-                                    ",  ts=1700000000",
-                                &a, &error))
+  ASSERT_TRUE(parse_auth_header(
+      "CAP-HMAC-SHA256 sig=" + a.sig + ",nonce=" + a.nonce + ",  ts=1700000000", &a, &error))
       << error;
   EXPECT_TRUE(verify_signature("key", "PUT", "/v1/mode", "proxy", a));
 }
