@@ -200,7 +200,7 @@ TEST_F(NetClient, TimeoutGivesTimedOut) {
   EXPECT_TRUE(r.timed_out);
   EXPECT_EQ(r.error, "timed out after 200 ms");
   EXPECT_GE(took, 150ms);
-  EXPECT_LT(took, 700ms);
+  EXPECT_LT(took, 3s);  // generous: CI machines are busy
   // The pool still works afterwards.
   c.url = base_ + "/";
   c.timeout_ms = 5000;
