@@ -76,9 +76,16 @@ int cmd_rules(bool markdown) {
       }
       out += "| parameter | type | required / default | description |\n|---|---|---|---|\n";
       for (auto& p : r.params) {
-        std::string req = p.required ? "required"
-                          : !p.default_value.is_null() ? "`" + md_escape(to_json(p.default_value)) + "`"
-                                                       : "optional";
+        std::string req;
+        if (p.required) {
+          req = "required";
+        } else if (!p.default_value.is_null()) {
+          req = "`";
+          req += md_escape(to_json(p.default_value));
+          req += "`";
+        } else {
+          req = "optional";
+        }
         std::string doc = p.doc;
         if (!p.choices.empty()) {
           doc += " One of:";
