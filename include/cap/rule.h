@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cap/expression.h"
+#include "cap/package.h"
 #include "cap/request.h"
 #include "cap/services.h"
 #include "cap/value.h"
@@ -177,6 +178,9 @@ class CompileContext {
   /// The names of the configuration's modes.
   virtual const std::vector<std::string>& mode_names() const = 0;
   virtual const std::string& node_id() const = 0;
+  /// The configuration's files (content/ for rules that serve static content). Valid only
+  /// during compilation: copy what the rule needs.
+  virtual const Package& package() const = 0;
 };
 
 /// Returned by execute: a chain point index, or one of these.

@@ -136,6 +136,7 @@ class NodeCompileContext : public CompileContext {
                                       DataFile::Parser parse) override;
   const std::vector<std::string>& mode_names() const override;
   const std::string& node_id() const override { return node_; }
+  const Package& package() const override;
   bool failed = false;
 
  private:
@@ -165,6 +166,7 @@ class Loader {
         {Diagnostic::Severity::Warning, file, node, std::string(param), std::move(msg)});
   }
   CompileEnv& env() { return env_; }
+  const Package& package() const { return pkg_; }
   std::vector<std::string> mode_names;
 
   std::shared_ptr<DataFile> data_file(const std::string& file, const std::string& node,
@@ -230,6 +232,7 @@ std::shared_ptr<DataFile> NodeCompileContext::data_file(std::string_view param,
   if (!df) failed = true;
   return df;
 }
+const Package& NodeCompileContext::package() const { return loader_.package(); }
 const std::vector<std::string>& NodeCompileContext::mode_names() const {
   return loader_.mode_names;
 }
@@ -705,6 +708,9 @@ void Loader::compile_node(RuleSet& rs, Node& node, const json::object& def) {
         if (ps.type == ParamType::Variable && ps.default_value.is_string())
           p = Param::variable(env_.symbols.intern(ps.default_value.as_string()),
                               ps.default_value.as_string());
+        else if (ps.default_value.is_string() &&
+                 ps.default_value.as_string().find("${") != std::string::npos)
+          ok = compile_param(file, node.id, ps, json::value(ps.default_value.as_string()), &p) && ok;
         else
           p = Param::constant(ps.default_value);
       }

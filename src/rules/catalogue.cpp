@@ -8,6 +8,7 @@ void register_base_rules(RuleRegistry& registry) {
   rules::register_text(registry);
   rules::register_data(registry);
   rules::register_http(registry);
+  rules::register_content(registry);
   rules::register_network_rules(registry);  // HttpClient, HttpServerExecute, HttpResponseAddition
 }
 

@@ -9,5 +9,6 @@ void register_flow(RuleRegistry& r);   // flow.cpp
 void register_text(RuleRegistry& r);   // text.cpp
 void register_data(RuleRegistry& r);   // data.cpp
 void register_http(RuleRegistry& r);   // http.cpp
+void register_content(RuleRegistry& r);  // content.cpp (ServeContent)
 
 }  // namespace cap::rules
