@@ -158,26 +158,34 @@ CommandResult Activator::activate(std::string_view zip) {
 
 CommandResult Activator::rollback(std::string_view id) {
   std::lock_guard lock(mu_);
-  const HistoryEntry* target = nullptr;
+  // Candidates: the named one, or every previous configuration, newest first; an implicit
+  // rollback passes over kept configurations whose files turn out to be damaged.
+  std::vector<HistoryEntry> candidates;
   if (id.empty()) {
     for (auto it = state_.history.rbegin(); it != state_.history.rend(); ++it)
-      if (it->id != state_.active) {
-        target = &*it;
-        break;
-      }
-    if (!target) return failure(404, "there is no previous configuration to roll back to");
+      if (it->id != state_.active) candidates.push_back(*it);
+    if (candidates.empty()) return failure(404, "there is no previous configuration to roll back to");
   } else {
-    target = state_.find(id);
+    const HistoryEntry* target = state_.find(id);
     if (!target)
       return failure(404, "no kept configuration has the id '" + std::string(id) + "'",
                      {"GET /v1/configuration/history lists the kept ones"});
+    candidates.push_back(*target);
   }
-  HistoryEntry entry = *target;
-  std::string zip, err;
-  if (!store_.read_configuration(entry.id, entry.sha256, &zip, &err)) {
-    agent_log().error("rollback to {} refused: {}", entry.id, err);
-    return failure(500, "the kept configuration cannot be used", {err});
+  HistoryEntry entry;
+  std::string zip;
+  std::vector<std::string> damaged;
+  for (auto& c : candidates) {
+    std::string err;
+    if (store_.read_configuration(c.id, c.sha256, &zip, &err)) {
+      entry = c;
+      break;
+    }
+    agent_log().error("rollback to {} refused: {}", c.id, err);
+    damaged.push_back(err);
   }
+  if (entry.id.empty())
+    return failure(500, "no kept configuration can be used", std::move(damaged));
   Built b = build(zip, entry.sha256);
   if (!b.runtime) return b.problem;
   entry.activated_at_ms = now_ms();

@@ -151,6 +151,7 @@ AgentState StateStore::load(std::vector<std::string>* problems) {
                         (aside.empty() ? "" : "; kept as " + aside) + "; starting blank");
     return {};
   }
+  for (auto& e : s.history) known_ids_.insert(e.id);
   return s;
 }
 
@@ -158,17 +159,15 @@ bool StateStore::save(const AgentState& state, std::string* error) {
   std::string text = to_json(state_to_value(state));
   text.push_back('\n');
   if (!write_file_durably(state_path_, text, error, 0600)) return false;
-  // The zips the history no longer names go; *.corrupt files stay for inspection.
-  for (auto& entry :
-       fs::directory_iterator(configurations_dir_, fs::directory_options::skip_permission_denied)) {
-    std::string file = entry.path().filename().string();
-    if (file.size() < 5 || file.substr(file.size() - 4) != ".zip") continue;
-    std::string id = file.substr(0, file.size() - 4);
+  // The zips the history no longer names go; zips this store never knew (left from a torn
+  // state file) and *.corrupt files stay for inspection.
+  for (auto& id : known_ids_)
     if (!state.find(id)) {
       std::error_code ec;
-      fs::remove(entry.path(), ec);
+      fs::remove(configuration_path(id), ec);
     }
-  }
+  known_ids_.clear();
+  for (auto& e : state.history) known_ids_.insert(e.id);
   return true;
 }
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -67,6 +68,9 @@ class StateStore {
   std::string home_;
   std::string state_path_;
   std::string configurations_dir_;
+  // Ids of the history as last loaded or saved: only these zips may be pruned, so zips a
+  // torn state file no longer names are never deleted.
+  std::set<std::string> known_ids_;
 };
 
 /// "2024-05-01T12:00:00.123Z".

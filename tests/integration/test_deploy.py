@@ -211,9 +211,12 @@ class PersistenceTest(unittest.TestCase):
         self.assertEqual(self.agent.web("GET", "/hello?name=X").status, 503)
         self.assertTrue(os.path.exists(state + ".corrupt"))
         self.assertRegex(self.agent.log_text(), r"state file .* is torn or corrupt")
-        # A new deploy works again.
+        # A new deploy works again, and the zips the torn state named are not deleted.
+        before = set(os.listdir(os.path.join(self.agent.home, "configurations")))
         self.agent.deploy_ok(hello_config("Hi"))
         self.assertEqual(self.agent.web("GET", "/hello?name=X").body, b"Hi, X!")
+        after = set(os.listdir(os.path.join(self.agent.home, "configurations")))
+        self.assertTrue(before <= after, (before, after))
 
     def test_a_corrupt_configuration_zip_is_reported_and_never_run(self):
         cid = self.agent.deploy_ok(hello_config())
@@ -226,6 +229,25 @@ class PersistenceTest(unittest.TestCase):
         self.assertEqual(self.agent.web("GET", "/hello?name=X").status, 503)
         self.assertTrue(os.path.exists(path + ".corrupt"))
         self.assertRegex(self.agent.log_text(), r"configuration .* is corrupt")
+
+    def test_rollback_passes_over_a_damaged_configuration(self):
+        first = self.agent.deploy_ok(respond_config("one", "one"))
+        second = self.agent.deploy_ok(respond_config("two", "two"))
+        third = self.agent.deploy_ok(respond_config("three", "three"))
+        with open(os.path.join(self.agent.home, "configurations", second + ".zip"), "wb") as f:
+            f.write(b"damaged on disk")
+        r = self.agent.mgmt("POST", "/v1/configuration/rollback")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["id"], first)
+        self.assertEqual(self.agent.web("GET", "/").body, b"one")
+        self.assertRegex(self.agent.log_text(), r"rollback to %s refused" % second)
+        # Named, the damaged one is refused and the active one keeps serving.
+        r = self.agent.mgmt("POST", "/v1/configuration/rollback", {"id": second})
+        self.assertEqual(r.status, 500, r)
+        self.assertIn("can be used", r.json()["error"])
+        self.assertIn("is corrupt", " ".join(r.json()["details"]))
+        self.assertEqual(self.agent.web("GET", "/").body, b"one")
+        self.assertNotEqual(third, first)
 
 
 if __name__ == "__main__":
