@@ -12,6 +12,12 @@
 //   log        metrics always, a request log line when CAP_REQUEST_LOG is on
 //
 // Stopped rules: proxy mode passes everything to the origin, endpoint mode answers 503.
+//
+// Not done yet: request bodies are still read whole by the server (up to
+// CAP_MAX_BODY_BYTES) before the rules run, also in proxy mode. Streaming them to the origin
+// needs a loader flag saying whether the configuration reads BODY or form parameters, an
+// Exchange that hands over the request after its head with a pull reader for the body, and
+// an HttpCall whose body is such a reader (CAP_MAX_STREAM_BYTES as its limit).
 #pragma once
 
 #include <cstdint>

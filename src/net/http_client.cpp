@@ -21,8 +21,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/error.hpp>
 #include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -297,8 +297,6 @@ struct ClientLoop {
   void shutdown();
 };
 
-
-
 struct CallState : std::enable_shared_from_this<CallState> {
   CallState(ClientLoop* l, HttpCall c, Target tg, std::string req, std::function<void(HttpReply)> d)
       : loop(l),
@@ -492,8 +490,8 @@ struct CallState : std::enable_shared_from_this<CallState> {
   }
 
   bool reusable_after_body() {
-    bool reusable = sparser->get().keep_alive() && conn && conn->buf.size() == 0 &&
-                    sparser->is_done();
+    bool reusable =
+        sparser->get().keep_alive() && conn && conn->buf.size() == 0 && sparser->is_done();
     for (const auto& [name, value] : call.headers)
       if (iequals(name, "connection") && iequals(value, "close")) reusable = false;
     return reusable;
@@ -556,7 +554,8 @@ struct CallState : std::enable_shared_from_this<CallState> {
     void read(Got g) override {
       std::lock_guard<std::mutex> lk(s_->gate->mu);
       if (!s_->gate->open) return;
-      asio::post(s_->loop->ioc, [s = s_, g = std::move(g)]() mutable { s->read_piece(std::move(g)); });
+      asio::post(s_->loop->ioc,
+                 [s = s_, g = std::move(g)]() mutable { s->read_piece(std::move(g)); });
     }
     std::shared_ptr<CallState> s_;
   };
@@ -612,9 +611,8 @@ struct CallState : std::enable_shared_from_this<CallState> {
             if (ec == bhttp::error::need_buffer) ec = {};
             size_t n = kPiece - self->sparser->get().body().size;
             if (ec)
-              return self->end_body(self->t.where + ": reading the response body failed: " +
-                                        ec.message(),
-                                    false);
+              return self->end_body(
+                  self->t.where + ": reading the response body failed: " + ec.message(), false);
             bool end = self->sparser->is_done();
             if (n == 0 && !end) return self->read_more();  // framing only: read on
             self->deadline.cancel();
@@ -867,9 +865,8 @@ void HttpClientPool::call_streaming(
     std::function<void(HttpReply head, std::shared_ptr<BodyReader> body)> done) {
   ClientLoop* loop =
       impl_->loops[impl_->next.fetch_add(1, std::memory_order_relaxed) % impl_->loops.size()].get();
-  auto shared_done =
-      std::make_shared<std::function<void(HttpReply, std::shared_ptr<BodyReader>)>>(
-          std::move(done));
+  auto shared_done = std::make_shared<std::function<void(HttpReply, std::shared_ptr<BodyReader>)>>(
+      std::move(done));
   Target t;
   std::string error, request;
   if (!parse_target(call.url, &t, &error) || !render_request(call, t, &request, &error)) {
@@ -880,11 +877,11 @@ void HttpClientPool::call_streaming(
     });
     return;
   }
-  auto state = std::make_shared<CallState>(
-      loop, std::move(call), std::move(t), std::move(request),
-      [shared_done](HttpReply r) {
-        if (*shared_done) (*shared_done)(std::move(r), nullptr);
-      });
+  auto state = std::make_shared<CallState>(loop, std::move(call), std::move(t), std::move(request),
+                                           [shared_done](HttpReply r) {
+                                             if (*shared_done)
+                                               (*shared_done)(std::move(r), nullptr);
+                                           });
   state->streaming = true;
   state->buffer_up_to = buffer_up_to;
   state->stream_done = [shared_done](HttpReply r, std::shared_ptr<BodyReader> b) {

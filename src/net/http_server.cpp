@@ -961,7 +961,7 @@ void ConnBase::stream_head_from(std::shared_ptr<Connection> keep, const Response
   asio::post(*gate->ioc, [c = std::move(keep), out = std::move(out), close, chunked, bodyless,
                           length]() mutable {
     static_cast<ConnBase*>(c.get())->deliver_stream_head(std::move(out), close, chunked, !bodyless,
-                                                          length);
+                                                         length);
   });
 }
 
@@ -970,8 +970,8 @@ void ConnBase::stream_push_from(std::shared_ptr<Connection> keep, std::string pi
   const auto& gate = gate_;
   std::unique_lock<std::mutex> lk(gate->mu);
   if (!gate->open) return;  // the server is gone; `taken` is dropped unrun
-  asio::post(*gate->ioc, [c = std::move(keep), piece = std::move(piece),
-                          taken = std::move(taken), end]() mutable {
+  asio::post(*gate->ioc, [c = std::move(keep), piece = std::move(piece), taken = std::move(taken),
+                          end]() mutable {
     static_cast<ConnBase*>(c.get())->deliver_stream_push(std::move(piece), std::move(taken), end);
   });
 }
@@ -1142,8 +1142,8 @@ void ConnBase::response_done() {
 
 void ConnBase::send_error(int status) {
   const bool json = loop_->sh().opt.json_errors;
-  std::string_view text = json ? "{\"error\": \"the request is malformed\", \"details\": []}\n"
-                               : "Bad Request\n";
+  std::string_view text =
+      json ? "{\"error\": \"the request is malformed\", \"details\": []}\n" : "Bad Request\n";
   switch (status) {
     case 408:
       text = json ? "{\"error\": \"the request was not received in time\", \"details\": []}\n"

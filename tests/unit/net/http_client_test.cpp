@@ -92,7 +92,8 @@ class NetClient : public ::testing::Test {
       bool chunked = target == "/stream/chunked";
       std::lock_guard<std::mutex> lk(mu_);
       threads_.emplace_back([d, chunked] {
-        auto out = d->stream(ResponseView{}, chunked ? std::nullopt : std::optional<uint64_t>(1 << 20));
+        auto out =
+            d->stream(ResponseView{}, chunked ? std::nullopt : std::optional<uint64_t>(1 << 20));
         for (int i = 0; i < 16; ++i) {
           std::promise<bool> taken;
           out->write(std::string(64 * 1024, char('a' + i)), [&](bool ok) { taken.set_value(ok); });

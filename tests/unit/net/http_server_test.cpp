@@ -472,7 +472,8 @@ TEST_F(NetServer, JsonErrorBodiesWhenAsked) {
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(r.header("content-type"), "application/json");
   EXPECT_EQ(r.body, "{\"error\": \"the request is malformed\", \"details\": []}\n");
-  r = test::raw_request(port_, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n01234567890");
+  r = test::raw_request(port_,
+                        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n01234567890");
   EXPECT_EQ(r.status, 413);
   EXPECT_EQ(r.body, "{\"error\": \"the request body is too large\", \"details\": []}\n");
 }
