@@ -145,6 +145,7 @@ int main(int argc, char** argv) {
   mgmt_options.tls_cert_file = settings.mgmt_tls_cert;
   mgmt_options.tls_key_file = settings.mgmt_tls_key;
   mgmt_options.name = "management";
+  mgmt_options.json_errors = true;
   mgmt_options.log = [](std::string_view m) { agent_log().warn("management server: {}", m); };
   cap::net::HttpServer mgmt(mgmt_options, [&](cap::net::Exchange& ex) { api.handle(ex); });
 

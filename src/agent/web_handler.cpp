@@ -1,6 +1,8 @@
 #include "agent/web_handler.h"
 
+#include <charconv>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -126,12 +128,16 @@ WebHandler::WebHandler(ServingSlot& slot, Metrics& metrics, net::HttpClientPool&
                        WorkQueue& wait_pool, WebOptions options)
     : slot_(slot), metrics_(metrics), client_(client), wait_pool_(wait_pool), options_(options) {}
 
-void WebHandler::send(Pending& p, const net::ResponseView& v) {
+void WebHandler::record(Pending& p, int status) {
   int64_t nanos = now_ns() - p.t0;
-  metrics_.record(v.status, nanos, p.rules_ran ? path_of(p.req.target) : std::string_view());
+  metrics_.record(status, nanos, p.rules_ran ? path_of(p.req.target) : std::string_view());
   if (options_.request_log)
-    web_log().info("{} {} {} {:.3f}ms {}", p.req.method, p.req.target, v.status,
+    web_log().info("{} {} {} {:.3f}ms {}", p.req.method, p.req.target, status,
                    static_cast<double>(nanos) / 1e6, p.req.remote_addr);
+}
+
+void WebHandler::send(Pending& p, const net::ResponseView& v) {
+  record(p, v.status);
   if (p.ex)
     p.ex->respond(v);
   else
@@ -177,8 +183,78 @@ void WebHandler::finish(Pending& p) {
   send(p, net::ResponseView{p.res.status, p.res.content_type, p.res.headers, p.res.body, false});
 }
 
+namespace {
+
+/// Moves the origin's body to the client piece by piece: the next piece is read only once
+/// the client took the last one, so a slow client slows the origin rather than filling memory.
+void pump(std::shared_ptr<net::BodyReader> body, std::shared_ptr<net::ResponseStream> out) {
+  net::BodyReader* reader = body.get();
+  reader->read([body = std::move(body), out = std::move(out)](std::string piece, bool end,
+                                                              std::string error) mutable {
+    if (!error.empty()) {
+      web_log().warn("origin body failed midway: {}", error);
+      out->end(false);
+      return;
+    }
+    if (end) {
+      if (!piece.empty()) out->write(std::move(piece), {});
+      out->end(true);
+      return;
+    }
+    net::ResponseStream* stream = out.get();
+    stream->write(std::move(piece), [body = std::move(body), out = std::move(out)](bool ok) mutable {
+      if (ok) pump(std::move(body), std::move(out));
+      // else: the client is gone; dropping both closes the origin connection.
+    });
+  });
+}
+
+std::optional<uint64_t> content_length(const HttpReply& reply) {
+  for (const auto& [name, value] : reply.headers) {
+    if (iequals(name, "transfer-encoding")) return std::nullopt;
+  }
+  for (const auto& [name, value] : reply.headers) {
+    if (!iequals(name, "content-length")) continue;
+    uint64_t n = 0;
+    auto r = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (r.ec == std::errc() && r.ptr == value.data() + value.size()) return n;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 void WebHandler::proxy(std::shared_ptr<Pending> p) {
   HttpCall call = forward_call(p->req, p->serving->origin, {}, options_.origin_timeout_ms);
+  bool body_edit = false;
+  for (const auto& e : p->edits) body_edit = body_edit || e.replace_body;
+  if (!body_edit) {
+    client_.call_streaming(
+        std::move(call), kBufferUpTo,
+        [this, p](HttpReply reply, std::shared_ptr<net::BodyReader> body) {
+          if (reply.status == 0) {
+            int status = reply.timed_out ? 504 : 502;
+            web_log().warn("origin {} failed for {} {}: {}", p->serving->origin, p->req.method,
+                           p->req.target, reply.error);
+            send(*p, net::ResponseView{status, kHtml, {}, page(status), false});
+            return;
+          }
+          HeaderLines headers;
+          headers_for_client(reply, headers);
+          for (auto& h : p->res.headers) headers.push_back(h);  // added by rules (SetCookie)
+          for (auto& e : p->edits) apply_edit(e, headers, reply.body);  // headers only
+          if (!body) {
+            send(*p, net::ResponseView{reply.status, {}, headers, reply.body, false});
+            return;
+          }
+          record(*p, reply.status);
+          auto out = p->deferred.stream(net::ResponseView{reply.status, {}, headers, {}, false},
+                                        content_length(reply));
+          if (out) pump(std::move(body), std::move(out));
+        });
+    return;
+  }
+  // An edit replaces the body: the origin's answer is read whole (max_response_bytes).
   client_.call_async(std::move(call), [this, p](HttpReply reply) {
     if (reply.status == 0) {
       int status = reply.timed_out ? 504 : 502;

@@ -5,10 +5,19 @@
 //   rules      the active Runtime runs on the loop thread with that thread's Workspace, or,
 //              when the configuration may wait (HTTP calls), on the wait pool
 //   respond    the rules' response; else 404 (endpoint mode) or the origin's answer
-//              (proxy mode, through the asynchronous client); rule errors give 500
+//              (proxy mode, through the asynchronous client); rule errors give 500.
+//              An origin answer larger than kBufferUpTo, or of unknown length, streams to
+//              the client piece by piece as the client takes it (no size limit), unless an
+//              HttpResponseAddition replaces its body; header edits apply either way.
 //   log        metrics always, a request log line when CAP_REQUEST_LOG is on
 //
 // Stopped rules: proxy mode passes everything to the origin, endpoint mode answers 503.
+//
+// Not done yet: request bodies are still read whole by the server (up to
+// CAP_MAX_BODY_BYTES) before the rules run, also in proxy mode. Streaming them to the origin
+// needs a loader flag saying whether the configuration reads BODY or form parameters, an
+// Exchange that hands over the request after its head with a pull reader for the body, and
+// an HttpCall whose body is such a reader (CAP_MAX_STREAM_BYTES as its limit).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +30,9 @@
 #include "net/http_server.h"
 
 namespace cap::agent {
+
+/// Origin answers with a Content-Length up to this are read whole, then answered.
+constexpr size_t kBufferUpTo = 256 * 1024;
 
 struct WebOptions {
   int origin_timeout_ms = 30000;
@@ -41,6 +53,7 @@ class WebHandler {
   void finish(Pending& p);
   void proxy(std::shared_ptr<Pending> p);
   void send(Pending& p, const net::ResponseView& v);
+  void record(Pending& p, int status);  // metrics and the request log line
 
   ServingSlot& slot_;
   Metrics& metrics_;

@@ -21,6 +21,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
@@ -28,6 +29,7 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 #include <future>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -48,6 +50,13 @@ using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 constexpr uint32_t kMaxResponseHeader = 64 * 1024;
+constexpr size_t kPiece = 64 * 1024;  // a streamed body is read in pieces of at most this
+
+// Lets readers of streamed bodies reach a loop from any thread, and find it gone.
+struct PoolGate {
+  std::mutex mu;
+  bool open = true;
+};
 
 thread_local const void* t_client_loop_owner = nullptr;
 
@@ -232,6 +241,7 @@ struct ClientLoop {
   asio::steady_timer sweep{ioc};
   std::unordered_map<std::string, std::vector<std::unique_ptr<Conn>>> idle;
   std::unordered_set<std::shared_ptr<CallState>> active;
+  std::unordered_set<std::shared_ptr<CallState>> reading;  // calls streaming their body
   bool stopping = false;
   std::thread thread;
 
@@ -308,6 +318,18 @@ struct CallState : std::enable_shared_from_this<CallState> {
   tcp::resolver resolver;
   std::unique_ptr<Conn> conn;
   std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+
+  // call_streaming: the head is read first; the body whole into `whole` when it is small,
+  // else piece by piece through a BodyReader.
+  bool streaming = false;
+  size_t buffer_up_to = 0;
+  std::function<void(HttpReply, std::shared_ptr<BodyReader>)> stream_done;
+  std::shared_ptr<PoolGate> gate;
+  std::optional<bhttp::response_parser<bhttp::buffer_body>> sparser;
+  std::string whole;
+  std::unique_ptr<char[]> piece_buf;
+  BodyReader::Got got;
+  bool body_over = false;  // the streamed body ended, failed or was given up
   bool reused = false;
   bool finished = false;
   bool connect_timed_out = false;
@@ -429,7 +451,182 @@ struct CallState : std::enable_shared_from_this<CallState> {
       asio::async_write(*conn->plain, asio::buffer(request), std::move(handler));
   }
 
+  template <class F>
+  void with_stream(F&& f) {
+    if (conn->tls)
+      f(*conn->tls);
+    else
+      f(*conn->plain);
+  }
+
+  void receive_streaming() {
+    sparser.emplace();
+    sparser->body_limit(boost::none);
+    sparser->header_limit(kMaxResponseHeader);
+    if (call.method == "HEAD") sparser->skip(true);
+    with_stream([&](auto& stream) {
+      bhttp::async_read_header(
+          stream, conn->buf, *sparser,
+          [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+            if (self->finished) return self->cleanup();
+            if (ec) {
+              bool nothing = !self->sparser->got_some();
+              std::string what = nothing ? ": the connection closed before a response: "
+                                         : ": reading the response failed: ";
+              return self->retry_or_fail(self->t.where + what + ec.message(), false, nothing);
+            }
+            self->on_stream_head();
+          });
+    });
+  }
+
+  HttpReply head_reply() {
+    auto& res = sparser->get();
+    HttpReply reply;
+    reply.status = int(res.result_int());
+    for (const auto& f : res.base())
+      reply.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    return reply;
+  }
+
+  bool reusable_after_body() {
+    bool reusable =
+        sparser->get().keep_alive() && conn && conn->buf.size() == 0 && sparser->is_done();
+    for (const auto& [name, value] : call.headers)
+      if (iequals(name, "connection") && iequals(value, "close")) reusable = false;
+    return reusable;
+  }
+
+  void on_stream_head() {
+    if (sparser->is_done()) {  // no body (HEAD, 204, 304, Content-Length: 0)
+      HttpReply reply = head_reply();
+      if (reusable_after_body()) loop->give_back(std::move(conn));
+      return finish(std::move(reply));
+    }
+    auto len = sparser->content_length();
+    if (len && *len <= buffer_up_to) {
+      whole.resize(size_t(*len));
+      auto& b = sparser->get().body();
+      b.data = whole.data();
+      b.size = whole.size();
+      b.more = true;
+      with_stream([&](auto& stream) {
+        bhttp::async_read(stream, conn->buf, *sparser,
+                          [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                            if (self->finished) return self->cleanup();
+                            if (ec == bhttp::error::need_buffer) ec = {};
+                            if (ec || !self->sparser->is_done())
+                              return self->fail(self->t.where + ": reading the response failed: " +
+                                                (ec ? ec.message() : "body too long"));
+                            HttpReply reply = self->head_reply();
+                            reply.body = std::move(self->whole);
+                            if (self->reusable_after_body())
+                              self->loop->give_back(std::move(self->conn));
+                            self->finish(std::move(reply));
+                          });
+      });
+      return;
+    }
+    // Large or of unknown length: hand out the head and a reader for the rest.
+    HttpReply reply = head_reply();
+    finished = true;
+    deadline.cancel();
+    connect_timer.cancel();
+    auto keep = shared_from_this();
+    loop->active.erase(keep);
+    loop->reading.insert(keep);
+    done = nullptr;
+    auto d = std::move(stream_done);
+    auto reader = std::make_shared<Reader>(keep);
+    try {
+      if (d) d(std::move(reply), std::move(reader));
+    } catch (...) {
+    }
+  }
+
+  struct Reader final : BodyReader {
+    explicit Reader(std::shared_ptr<CallState> s) : s_(std::move(s)) {}
+    ~Reader() override {
+      std::lock_guard<std::mutex> lk(s_->gate->mu);
+      if (!s_->gate->open) return;
+      asio::post(s_->loop->ioc, [s = s_] { s->end_body("", false); });
+    }
+    void read(Got g) override {
+      std::lock_guard<std::mutex> lk(s_->gate->mu);
+      if (!s_->gate->open) return;
+      asio::post(s_->loop->ioc,
+                 [s = s_, g = std::move(g)]() mutable { s->read_piece(std::move(g)); });
+    }
+    std::shared_ptr<CallState> s_;
+  };
+
+  // Closes the body: `error` to report to a waiting reader; `reuse` when it ended cleanly.
+  void end_body(const std::string& error, bool reuse) {
+    if (body_over) return;
+    body_over = true;
+    deadline.cancel();
+    loop->reading.erase(shared_from_this());
+    if (conn) {
+      if (reuse)
+        loop->give_back(std::move(conn));
+      else
+        conn->close();
+    }
+    if (!reuse && got) {
+      auto g = std::move(got);
+      got = nullptr;
+      g(std::string(), true, error.empty() ? "the body was given up" : error);
+    }
+  }
+
+  void read_piece(BodyReader::Got g) {
+    if (body_over || !conn) {
+      g(std::string(), true, "the body was already read or given up");
+      return;
+    }
+    got = std::move(g);
+    if (!piece_buf) piece_buf = std::make_unique_for_overwrite<char[]>(kPiece);
+    auto& b = sparser->get().body();
+    b.data = piece_buf.get();
+    b.size = kPiece;
+    b.more = true;
+    if (call.timeout_ms > 0) {
+      deadline.expires_after(std::chrono::milliseconds(call.timeout_ms));
+      deadline.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+        if (ec || self->body_over) return;
+        self->end_body("timed out after " + std::to_string(self->call.timeout_ms) +
+                           " ms waiting for the response body",
+                       false);
+      });
+    }
+    read_more();
+  }
+
+  void read_more() {
+    with_stream([&](auto& stream) {
+      bhttp::async_read_some(
+          stream, conn->buf, *sparser,
+          [self = shared_from_this()](boost::system::error_code ec, size_t) {
+            if (self->body_over) return self->cleanup();
+            if (ec == bhttp::error::need_buffer) ec = {};
+            size_t n = kPiece - self->sparser->get().body().size;
+            if (ec)
+              return self->end_body(
+                  self->t.where + ": reading the response body failed: " + ec.message(), false);
+            bool end = self->sparser->is_done();
+            if (n == 0 && !end) return self->read_more();  // framing only: read on
+            self->deadline.cancel();
+            auto g = std::move(self->got);
+            self->got = nullptr;
+            std::string piece(self->piece_buf.get(), n);
+            if (end) self->end_body("", self->reusable_after_body());
+            g(std::move(piece), end, std::string());
+          });
+    });
+  }
+
   void receive() {
+    if (streaming) return receive_streaming();
     parser.emplace();
     parser->body_limit(boost::optional<std::uint64_t>(opt().max_response_bytes));
     parser->header_limit(kMaxResponseHeader);
@@ -526,6 +723,8 @@ void ClientLoop::shutdown() {
     c->resolver.cancel();
     c->fail("the HTTP client was shut down");
   }
+  auto streams = reading;
+  for (const auto& c : streams) c->end_body("the HTTP client was shut down", false);
   work.reset();
   ioc.stop();
 }
@@ -590,6 +789,7 @@ bool render_request(const HttpCall& call, const Target& t, std::string* out, std
 
 struct HttpClientPool::Impl {
   Shared sh;
+  std::shared_ptr<PoolGate> gate = std::make_shared<PoolGate>();
   std::vector<std::unique_ptr<ClientLoop>> loops;
   std::atomic<size_t> next{0};
 };
@@ -625,6 +825,10 @@ HttpClientPool::HttpClientPool(ClientOptions options) : impl_(std::make_unique<I
 }
 
 HttpClientPool::~HttpClientPool() {
+  {
+    std::lock_guard<std::mutex> lk(impl_->gate->mu);
+    impl_->gate->open = false;
+  }
   for (auto& l : impl_->loops) {
     ClientLoop* loop = l.get();
     asio::post(loop->ioc, [loop] { loop->shutdown(); });
@@ -649,6 +853,41 @@ void HttpClientPool::call_async(HttpCall call, std::function<void(HttpReply)> do
   }
   auto state = std::make_shared<CallState>(loop, std::move(call), std::move(t), std::move(request),
                                            std::move(done));
+  asio::post(loop->ioc, [state] {
+    if (state->loop->stopping) return state->fail("the HTTP client was shut down");
+    state->loop->active.insert(state);
+    state->start();
+  });
+}
+
+void HttpClientPool::call_streaming(
+    HttpCall call, size_t buffer_up_to,
+    std::function<void(HttpReply head, std::shared_ptr<BodyReader> body)> done) {
+  ClientLoop* loop =
+      impl_->loops[impl_->next.fetch_add(1, std::memory_order_relaxed) % impl_->loops.size()].get();
+  auto shared_done = std::make_shared<std::function<void(HttpReply, std::shared_ptr<BodyReader>)>>(
+      std::move(done));
+  Target t;
+  std::string error, request;
+  if (!parse_target(call.url, &t, &error) || !render_request(call, t, &request, &error)) {
+    asio::post(loop->ioc, [shared_done, error = std::move(error)]() mutable {
+      HttpReply r;
+      r.error = std::move(error);
+      if (*shared_done) (*shared_done)(std::move(r), nullptr);
+    });
+    return;
+  }
+  auto state = std::make_shared<CallState>(loop, std::move(call), std::move(t), std::move(request),
+                                           [shared_done](HttpReply r) {
+                                             if (*shared_done)
+                                               (*shared_done)(std::move(r), nullptr);
+                                           });
+  state->streaming = true;
+  state->buffer_up_to = buffer_up_to;
+  state->stream_done = [shared_done](HttpReply r, std::shared_ptr<BodyReader> b) {
+    if (*shared_done) (*shared_done)(std::move(r), std::move(b));
+  };
+  state->gate = impl_->gate;
   asio::post(loop->ioc, [state] {
     if (state->loop->stopping) return state->fail("the HTTP client was shut down");
     state->loop->active.insert(state);

@@ -28,6 +28,22 @@ struct ClientOptions {
   bool check_idle_before_reuse = true;
 };
 
+/// The body of a streamed reply (HttpClientPool::call_streaming), read piece by piece. Pull
+/// based, so a reader that waits for its consumer (a slow client) reads no faster than it.
+class BodyReader {
+ public:
+  virtual ~BodyReader() = default;
+  /// `piece` holds the next bytes (possibly empty at the end); `end` is true once the body is
+  /// complete or failed; `error` is non-empty on failure (connection lost, timed out).
+  using Got = std::function<void(std::string piece, bool end, std::string error)>;
+  /// Reads the next piece (at most 64 KiB); `got` runs once, on the client's loop thread.
+  /// Call again only after `got` ran and only while it did not report the end. Each read
+  /// times out after the call's HttpCall::timeout_ms (> 0). Dropping the reader before the
+  /// end closes the connection. Must not be used after the pool is destroyed (then it does
+  /// nothing, and `got` never runs).
+  virtual void read(Got got) = 0;
+};
+
 class HttpClientPool : public HttpClient {
  public:
   explicit HttpClientPool(ClientOptions options = {});
@@ -52,6 +68,14 @@ class HttpClientPool : public HttpClient {
   /// Non-blocking; `done` runs exactly once, on the client's loop thread (also with an error
   /// when the pool is destroyed first). Must not be called while the pool is destroyed.
   void call_async(HttpCall call, std::function<void(HttpReply)> done);
+  /// Like call_async, for replies that may be large (proxying). A reply whose body has a
+  /// Content-Length of at most `buffer_up_to` bytes comes whole with a null BodyReader. A
+  /// larger one, or one of unknown length (chunked, closed-delimited), comes with its status
+  /// and headers only, and `body` reads the rest: without the max_response_bytes limit, and
+  /// with HttpCall::timeout_ms bounding the wait for the head and then each read, rather
+  /// than the whole call. Errors come as with call_async (status 0, null body).
+  void call_streaming(HttpCall call, size_t buffer_up_to,
+                      std::function<void(HttpReply head, std::shared_ptr<BodyReader> body)> done);
 
  private:
   struct Impl;

@@ -245,7 +245,13 @@ void format_date_line(int64_t t, char* out) {
   memcpy(out + 35, "\r\n", 2);
 }
 
+// How the body follows the head: in the same buffer (Whole), or streamed later with a
+// known length, chunked (HTTP/1.1) or delimited by closing the connection (HTTP/1.0).
+enum class Framing : uint8_t { Whole, Length, Chunked };
+
 struct RenderParams {
+  Framing framing = Framing::Whole;
+  uint64_t length = 0;  // Framing::Length
   int version = 11;
   bool keep_alive = true;
   bool head = false;
@@ -306,16 +312,23 @@ bool render_response(std::string& out, const ResponseView& given, const RenderPa
   }
   bool bodyless = r.status == 204 || r.status == 304;
   if (!bodyless) {
-    out.append("Content-Length: "sv);
-    append_uint(out, r.body.size());
-    out.append("\r\n"sv);
+    if (p.framing == Framing::Chunked) {
+      if (p.version == 11)
+        out.append("Transfer-Encoding: chunked\r\n"sv);
+      else
+        close = true;  // an HTTP/1.0 client reads to the end of the connection
+    } else {
+      out.append("Content-Length: "sv);
+      append_uint(out, p.framing == Framing::Length ? p.length : r.body.size());
+      out.append("\r\n"sv);
+    }
   }
   if (close)
     out.append("Connection: close\r\n"sv);
   else if (p.version == 10)
     out.append("Connection: keep-alive\r\n"sv);
   out.append("\r\n"sv);
-  if (!bodyless && !p.head) out.append(r.body);
+  if (!bodyless && !p.head && p.framing == Framing::Whole) out.append(r.body);
   return close;
 }
 
@@ -445,6 +458,13 @@ class Connection : public Exchange, public std::enable_shared_from_this<Connecti
  public:
   /// Renders `r` on the calling thread and hands it to the connection's loop.
   virtual void deliver_from(std::shared_ptr<Connection> self, const ResponseView& r) = 0;
+  /// The head of a streamed response (Deferred::stream), from any thread.
+  virtual void stream_head_from(std::shared_ptr<Connection> self, const ResponseView& head,
+                                std::optional<uint64_t> length) = 0;
+  enum class StreamEnd : uint8_t { No, Complete, Abort };
+  /// A piece of a streamed body and/or its end (ResponseStream), from any thread.
+  virtual void stream_push_from(std::shared_ptr<Connection> self, std::string piece,
+                                std::function<void(bool)> taken, StreamEnd end) = 0;
 };
 
 namespace {
@@ -473,6 +493,10 @@ class ConnBase : public Connection {
   Deferred defer() override;
 
   void deliver_from(std::shared_ptr<Connection> self, const ResponseView& r) override;
+  void stream_head_from(std::shared_ptr<Connection> self, const ResponseView& head,
+                        std::optional<uint64_t> length) override;
+  void stream_push_from(std::shared_ptr<Connection> self, std::string piece,
+                        std::function<void(bool)> taken, StreamEnd end) override;
 
   void start();
   void on_timeout();
@@ -494,8 +518,18 @@ class ConnBase : public Connection {
   void on_body(std::string_view piece, bool chunked);
 
  protected:
-  enum class St : uint8_t { Handshake, Ready, Idle, Reading, Handling, Writing, Lingering, Closed };
-  enum class After : uint8_t { Response, Continue };
+  enum class St : uint8_t {
+    Handshake,
+    Ready,
+    Idle,
+    Reading,
+    Handling,
+    Writing,
+    Streaming,  // a streamed response: its head is out, pieces of its body follow
+    Lingering,
+    Closed
+  };
+  enum class After : uint8_t { Response, Continue, StreamPart };
 
   // The transport.
   virtual void io_read(char* p, size_t n) = 0;         // completes in on_read
@@ -528,6 +562,12 @@ class ConnBase : public Connection {
   void make_room();
   void grow(size_t want);
   void deliver(std::string&& rendered, bool close);
+  void deliver_stream_head(std::string&& rendered, bool close, bool chunked, bool body,
+                           std::optional<uint64_t> length);
+  void deliver_stream_push(std::string&& piece, std::function<void(bool)>&& taken, StreamEnd end);
+  void stream_kick();
+  void stream_written();
+  void stream_fail_waiters();
   RenderParams render_params();  // on the loop thread
 
   std::shared_ptr<LoopGate> gate_;
@@ -570,6 +610,14 @@ class ConnBase : public Connection {
   After after_ = After::Response;
   bool close_after_ = false;
   size_t lingered_ = 0;
+
+  // A streamed response (St::Streaming): framed bytes waiting for the write in progress, and
+  // the writers' callbacks for the bytes waiting and for those being written.
+  bool stream_chunked_ = false, stream_body_ = true, stream_ended_ = false;
+  bool stream_aborted_ = false;
+  std::optional<uint64_t> stream_left_;  // with a Content-Length: bytes still due
+  std::string stream_pending_;
+  std::vector<std::function<void(bool)>> stream_waiting_, stream_sending_;
 };
 
 class RequestParser final : public bhttp::basic_parser<true> {
@@ -888,6 +936,145 @@ void ConnBase::deliver(std::string&& rendered, bool close) {
   finish();
 }
 
+void ConnBase::stream_head_from(std::shared_ptr<Connection> keep, const ResponseView& head,
+                                std::optional<uint64_t> length) {
+  // On any thread, like deliver_from.
+  const auto& gate = gate_;
+  RenderParams p;
+  p.framing = length ? Framing::Length : Framing::Chunked;
+  p.length = length.value_or(0);
+  p.version = version_;
+  p.keep_alive = keep_alive_;
+  p.head = head_;
+  p.draining = gate->draining.load();
+  char date_line[kDateLineSize + 1];
+  format_date_line(wall_sec(), date_line);
+  p.date_line = date_line;
+  std::string out;
+  const ResponseView& r = response_valid(head) ? head : internal_error();
+  if (&r != &head) p.framing = Framing::Whole;  // the plain 500: no body follows
+  bool close = render_response(out, r, p);
+  bool bodyless = r.status == 204 || r.status == 304 || head_ || p.framing == Framing::Whole;
+  bool chunked = p.framing == Framing::Chunked && version_ == 11;
+  std::unique_lock<std::mutex> lk(gate->mu);
+  if (!gate->open) return;
+  asio::post(*gate->ioc, [c = std::move(keep), out = std::move(out), close, chunked, bodyless,
+                          length]() mutable {
+    static_cast<ConnBase*>(c.get())->deliver_stream_head(std::move(out), close, chunked, !bodyless,
+                                                         length);
+  });
+}
+
+void ConnBase::stream_push_from(std::shared_ptr<Connection> keep, std::string piece,
+                                std::function<void(bool)> taken, StreamEnd end) {
+  const auto& gate = gate_;
+  std::unique_lock<std::mutex> lk(gate->mu);
+  if (!gate->open) return;  // the server is gone; `taken` is dropped unrun
+  asio::post(*gate->ioc, [c = std::move(keep), piece = std::move(piece), taken = std::move(taken),
+                          end]() mutable {
+    static_cast<ConnBase*>(c.get())->deliver_stream_push(std::move(piece), std::move(taken), end);
+  });
+}
+
+void ConnBase::deliver_stream_head(std::string&& rendered, bool close, bool chunked, bool body,
+                                   std::optional<uint64_t> length) {
+  if (st_ != St::Handling || !deferred_ || responded_) {
+    if (in_request_ && st_ == St::Closed) {
+      in_request_ = false;
+      loop_->request_answered();
+    }
+    finish();
+    return;
+  }
+  responded_ = true;
+  st_ = St::Streaming;
+  close_after_ = close;
+  stream_chunked_ = chunked;
+  stream_body_ = body;
+  stream_ended_ = stream_aborted_ = false;
+  stream_left_ = body ? length : std::optional<uint64_t>(0);
+  stream_pending_ = std::move(rendered);
+  stream_kick();
+  finish();
+}
+
+void ConnBase::deliver_stream_push(std::string&& piece, std::function<void(bool)>&& taken,
+                                   StreamEnd end) {
+  if (st_ != St::Streaming || stream_ended_) {
+    if (in_request_ && st_ == St::Closed && end != StreamEnd::No) {
+      in_request_ = false;
+      loop_->request_answered();
+    }
+    if (taken) taken(false);
+    finish();
+    return;
+  }
+  if (!piece.empty() && stream_body_) {
+    std::string_view data = piece;
+    if (stream_left_) {  // never more than the announced length
+      data = data.substr(0, size_t(std::min<uint64_t>(*stream_left_, data.size())));
+      *stream_left_ -= data.size();
+    }
+    if (stream_chunked_ && !data.empty()) {
+      char hex[20];
+      auto res = std::to_chars(hex, hex + sizeof hex, data.size(), 16);
+      stream_pending_.append(hex, size_t(res.ptr - hex));
+      stream_pending_.append("\r\n");
+      stream_pending_.append(data);
+      stream_pending_.append("\r\n");
+    } else if (stream_pending_.empty() && data.size() == piece.size()) {
+      stream_pending_.swap(piece);
+    } else {
+      stream_pending_.append(data);
+    }
+  }
+  if (taken) stream_waiting_.push_back(std::move(taken));
+  if (end != StreamEnd::No) {
+    stream_ended_ = true;
+    if (end == StreamEnd::Abort || (stream_left_ && *stream_left_ != 0)) {
+      stream_aborted_ = true;
+      close_after_ = true;  // the client must see that the body is incomplete
+    } else if (stream_chunked_ && stream_body_) {
+      stream_pending_.append("0\r\n\r\n");
+    }
+  }
+  stream_kick();
+  finish();
+}
+
+// Starts writing what is waiting, unless a write is in progress (its completion comes back).
+void ConnBase::stream_kick() {
+  if (write_pending_ || st_ != St::Streaming) return;
+  if (stream_pending_.empty() && stream_waiting_.empty() && !stream_ended_) return;
+  out_.clear();
+  out_.swap(stream_pending_);
+  stream_sending_.swap(stream_waiting_);
+  flush(After::StreamPart);
+}
+
+// The bytes of one stream write went out: tell their writers, then go on.
+void ConnBase::stream_written() {
+  deadline = 0;  // waiting for the source now: its own timeouts apply
+  std::vector<std::function<void(bool)>> done;
+  done.swap(stream_sending_);
+  if (!stream_pending_.empty() || !stream_waiting_.empty()) {
+    stream_kick();
+  } else if (stream_ended_ && st_ == St::Streaming) {
+    response_done();
+    if (st_ == St::Ready) process();
+  }
+  for (auto& f : done) f(true);
+}
+
+void ConnBase::stream_fail_waiters() {
+  std::vector<std::function<void(bool)>> a, b;
+  a.swap(stream_sending_);
+  b.swap(stream_waiting_);
+  stream_pending_.clear();
+  for (auto& f : a) f(false);
+  for (auto& f : b) f(false);
+}
+
 // Sends out_: one non-blocking send, then async_write for what the kernel did not take.
 void ConnBase::flush(After after) {
   after_ = after;
@@ -899,13 +1086,12 @@ void ConnBase::flush(After after) {
   }
   if (n == out_.size()) {
     if (after == After::Response) response_done();
+    if (after == After::StreamPart) stream_written();
     return;
   }
   out_pos_ = n;
-  if (after == After::Response) {
-    st_ = St::Writing;
-    deadline = mono_ms() + loop_->sh().opt.write_timeout.count();
-  }
+  if (after == After::Response) st_ = St::Writing;
+  if (after != After::Continue) deadline = mono_ms() + loop_->sh().opt.write_timeout.count();
   write_pending_ = true;
   io_write(out_.data() + n, out_.size() - n);
 }
@@ -919,6 +1105,10 @@ void ConnBase::on_written(const boost::system::error_code& ec) {
   }
   if (after_ == After::Continue) {
     if (!read_pending_) process();
+    return finish();
+  }
+  if (after_ == After::StreamPart) {
+    stream_written();
     return finish();
   }
   response_done();
@@ -951,21 +1141,26 @@ void ConnBase::response_done() {
 }
 
 void ConnBase::send_error(int status) {
-  const char* text = "Bad Request\n";
+  const bool json = loop_->sh().opt.json_errors;
+  std::string_view text =
+      json ? "{\"error\": \"the request is malformed\", \"details\": []}\n" : "Bad Request\n";
   switch (status) {
     case 408:
-      text = "Request Timeout\n";
+      text = json ? "{\"error\": \"the request was not received in time\", \"details\": []}\n"
+                  : "Request Timeout\n";
       break;
     case 413:
-      text = "Content Too Large\n";
+      text = json ? "{\"error\": \"the request body is too large\", \"details\": []}\n"
+                  : "Content Too Large\n";
       break;
     case 431:
-      text = "Request Header Fields Too Large\n";
+      text = json ? "{\"error\": \"the request head is too large\", \"details\": []}\n"
+                  : "Request Header Fields Too Large\n";
       break;
     default:
       break;
   }
-  ResponseView r{status, "text/plain", {}, text, true};
+  ResponseView r{status, json ? "application/json" : "text/plain", {}, text, true};
   RenderParams p;
   p.version = 11;
   p.keep_alive = false;
@@ -1048,6 +1243,7 @@ void ConnBase::close_socket() {
     in_request_ = false;
     loop_->request_answered();
   }
+  stream_fail_waiters();
 }
 
 void ConnBase::finish() {
@@ -1342,6 +1538,36 @@ Deferred& Deferred::operator=(Deferred&& other) noexcept {
     conn_ = std::move(other.conn_);
   }
   return *this;
+}
+
+// ---- ResponseStream ----
+
+std::shared_ptr<ResponseStream> Deferred::stream(const ResponseView& head,
+                                                 std::optional<uint64_t> length) {
+  if (!conn_) return nullptr;
+  std::shared_ptr<Connection> c = std::move(conn_);
+  c->stream_head_from(c, head, length);
+  return std::make_shared<ResponseStream>(std::move(c));
+}
+
+ResponseStream::~ResponseStream() {
+  if (conn_) end(false);
+}
+
+void ResponseStream::write(std::string piece, std::function<void(bool)> taken) {
+  if (!conn_) {
+    if (taken) taken(false);
+    return;
+  }
+  conn_->stream_push_from(conn_, std::move(piece), std::move(taken), Connection::StreamEnd::No);
+}
+
+void ResponseStream::end(bool complete) {
+  if (!conn_) return;
+  std::shared_ptr<Connection> c = std::move(conn_);
+  Connection* p = c.get();
+  p->stream_push_from(std::move(c), {}, {},
+                      complete ? Connection::StreamEnd::Complete : Connection::StreamEnd::Abort);
 }
 
 // ---- HttpServer ----

@@ -9,13 +9,15 @@
 //
 // The handler runs on the connection's loop thread. It answers at once with
 // Exchange::respond, or takes Exchange::defer() and answers later from any thread
-// (rules that wait, proxying). Requests on one connection are answered in order.
+// (rules that wait, proxying). Requests on one connection are answered in order. A deferred
+// answer may also stream its body (Deferred::stream), without a size limit.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,6 +38,9 @@ struct ServerOptions {
   size_t max_connections = 20000;
   std::string tls_cert_file, tls_key_file;  // both set: TLS (PEM files)
   std::string name = "web";                 // for log lines
+  /// Errors the server answers itself (400, 408, 413, 431) carry a JSON body
+  /// {"error": "...", "details": []} instead of plain text (the management API).
+  bool json_errors = false;
   /// Optional: receives server-level problems (accept failures, handler exceptions). Called
   /// on a loop thread.
   std::function<void(std::string_view)> log;
@@ -57,6 +62,28 @@ struct ResponseView {
 
 class Connection;
 
+/// The body of a streamed response, sent piece by piece (proxying a large origin response).
+/// Obtained from Deferred::stream(). Usable from any thread, one call at a time; a write
+/// must wait until the previous one's `taken` ran (back-pressure: the writer never runs
+/// ahead of the client by more than one piece).
+class ResponseStream {
+ public:
+  explicit ResponseStream(std::shared_ptr<Connection> c) : conn_(std::move(c)) {}
+  ResponseStream(const ResponseStream&) = delete;
+  ResponseStream& operator=(const ResponseStream&) = delete;
+  /// Ends the body as incomplete (end(false)) unless end() was called.
+  ~ResponseStream();
+  /// Sends `piece`. `taken(true)` runs on the server's loop thread once the client's socket
+  /// took it; `taken(false)` when the connection is gone (stop writing then).
+  void write(std::string piece, std::function<void(bool ok)> taken);
+  /// Ends the body. `complete` false (the source failed): the connection is closed without
+  /// the body's proper end, so the client sees a truncated response. Later calls do nothing.
+  void end(bool complete = true);
+
+ private:
+  std::shared_ptr<Connection> conn_;
+};
+
 /// An answer that will come later, from any thread. Exactly one respond() per Deferred;
 /// dropping it unanswered sends 500.
 class Deferred {
@@ -68,6 +95,11 @@ class Deferred {
   Deferred& operator=(Deferred&&) noexcept;
   ~Deferred();
   void respond(const ResponseView& r);
+  /// Answers with `head` (its body is ignored) and a body that follows through the returned
+  /// stream: `length` bytes exactly (Content-Length), or, without a length, chunked to an
+  /// HTTP/1.1 client and closed-delimited to an HTTP/1.0 one. The body is dropped for HEAD
+  /// requests and bodyless statuses. The response counts as in flight until the stream ends.
+  std::shared_ptr<ResponseStream> stream(const ResponseView& head, std::optional<uint64_t> length);
   explicit operator bool() const { return conn_ != nullptr; }
 
  private:

@@ -311,12 +311,15 @@ class Origin:
       /echo...          200 JSON {method, path, headers, body_sha256, body_length}
       /slow?ms=N        waits N ms (signals `slow_started` first), then 200 "slow done"
       /big?bytes=N      200 with N bytes
+      /stream?bytes=N   200 with N bytes of stream_pattern(), written in 64 KiB pieces as the
+                        reader takes them (chunked with &chunked=1); `stream_sent` counts them
       anything else     like /echo
     Every request is recorded in `requests` (method, path, headers dict, body)."""
 
     def __init__(self):
         self.requests = []
         self.slow_started = threading.Event()
+        self.stream_sent = 0
         origin = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -339,6 +342,9 @@ class Origin:
                     origin.slow_started.set()
                     time.sleep(ms / 1000)
                     return self._send(200, b"slow done", "text/plain")
+                if self.path.startswith("/stream"):
+                    return self._stream(int(re.search(r"bytes=(\d+)", self.path).group(1)),
+                                        "chunked=1" in self.path)
                 if self.path.startswith("/big"):
                     n = int(re.search(r"bytes=(\d+)", self.path).group(1))
                     return self._send(200, bytes(i % 251 for i in range(n)), "application/octet-stream")
@@ -347,6 +353,27 @@ class Origin:
                         "body_sha256": hashlib.sha256(body).hexdigest(), "body_length": len(body)}
                 self._send(200, json.dumps(info).encode(), "application/json",
                            {"X-Origin": "yes", "X-Remove-Me": "1"})
+
+            def _stream(self, n, chunked):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("X-Origin", "yes")
+                self.send_header("X-Remove-Me", "1")
+                if chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                else:
+                    self.send_header("Content-Length", str(n))
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                for piece in stream_pattern(n):
+                    if chunked:
+                        self.wfile.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+                    else:
+                        self.wfile.write(piece)
+                    origin.stream_sent += len(piece)
+                if chunked:
+                    self.wfile.write(b"0\r\n\r\n")
 
             def _send(self, status, body, ctype, extra=None):
                 self.send_response(status)
@@ -376,6 +403,33 @@ class Origin:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+_PATTERN = bytes((i * 31 + i // 256) % 256 for i in range(64 * 1024))
+
+
+def stream_pattern(n):
+    """N bytes of a fixed 64 KiB pattern, as pieces of at most 64 KiB."""
+    while n > 0:
+        piece = _PATTERN[:min(n, len(_PATTERN))]
+        n -= len(piece)
+        yield piece
+
+
+def stream_sha256(n):
+    h = hashlib.sha256()
+    for piece in stream_pattern(n):
+        h.update(piece)
+    return h.hexdigest()
+
+
+def process_memory_kb(pid, field="VmHWM"):
+    """A field of /proc/PID/status in kB (VmHWM: the peak resident set size)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
 
 
 def closed_port():

@@ -1,11 +1,26 @@
 """Web port limits: a slow client gets 408, oversized heads 431, oversized bodies 413; the
-agent keeps serving others meanwhile."""
+agent keeps serving others meanwhile. The management port answers the same errors with a
+JSON body."""
 
+import json
 import socket
 import time
 import unittest
 
 from agent_harness import AgentTestCase, hello_config
+
+
+def read_reply(sock, timeout=10):
+    """The status and body of a closing response read whole from `sock`."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head.decode("latin-1").lower(), body
 
 
 def read_status(sock, timeout=10):
@@ -71,6 +86,29 @@ class ManagementLimitsTest(AgentTestCase):
     def test_oversized_management_body_gets_413(self):
         r = self.agent.mgmt("PUT", "/v1/configuration", b"x" * 4096)
         self.assertEqual(r.status, 413)
+        self.assertEqual(r.headers["content-type"], "application/json")
+        self.assertEqual(r.json(), {"error": "the request body is too large", "details": []})
+        # Nothing changed: the agent is still blank and answers the next request.
+        r = self.agent.mgmt("GET", "/v1/status")
+        self.assertEqual(r.status, 200, r)
+        self.assertFalse(r.json()["ready"])
+        self.assertIsNone(r.json()["configuration"])
+
+    def test_malformed_management_request_gets_400_with_json(self):
+        s = socket.create_connection(("127.0.0.1", self.agent.mgmt_port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+        status, head, body = read_reply(s)
+        self.assertEqual(status, 400)
+        self.assertIn("content-type: application/json", head)
+        self.assertEqual(json.loads(body), {"error": "the request is malformed", "details": []})
+        self.assertEqual(self.agent.mgmt("GET", "/v1/health").status, 200)
+
+    def test_malformed_management_json_gets_400_with_json(self):
+        r = self.agent.mgmt("PUT", "/v1/mode", b"{not json")
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.json()["error"], "the body is not valid JSON")
+        self.assertIsInstance(r.json()["details"], list)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,37 @@
 """Proxy mode against a local origin: headers, bodies, a 5 MB body both ways, the network
-rules (HttpServerExecute, HttpResponseAddition, HttpClient), origin down, stopped rules."""
+rules (HttpServerExecute, HttpResponseAddition, HttpClient), origin down, stopped rules;
+large origin answers stream through with bounded memory, at the client's pace."""
 
 import hashlib
+import http.client
 import json
+import socket
+import time
 import unittest
 
-from agent_harness import AgentTestCase, Origin, closed_port, configuration, ruleset
+from agent_harness import (AgentTestCase, Origin, closed_port, configuration, process_memory_kb,
+                           ruleset, stream_sha256)
+
+MB = 1024 * 1024
+
+
+def fetch_hashed(port, path, headers=None):
+    """GET `path`, reading the body in pieces: (status, lower-case headers, length, sha256)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        r = conn.getresponse()
+        h = hashlib.sha256()
+        n = 0
+        while True:
+            piece = r.read(256 * 1024)
+            if not piece:
+                break
+            h.update(piece)
+            n += len(piece)
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, n, h.hexdigest()
+    finally:
+        conn.close()
 
 
 def passthrough_config(origin_url, extra_rules=None, start=None):
@@ -67,6 +93,76 @@ class ProxyTest(AgentTestCase):
         r = self.agent.web("GET", f"/big?bytes={n}")
         self.assertEqual(r.status, 200)
         self.assertEqual(r.body, bytes(i % 251 for i in range(n)))
+
+    def test_a_200_mb_answer_streams_through_in_bounded_memory(self):
+        self.agent.deploy_ok(passthrough_config(self.origin.url))
+        n = 200 * MB
+        status, headers, length, digest = fetch_hashed(self.agent.web_port, f"/stream?bytes={n}")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["content-length"], str(n))  # the origin's length is kept
+        self.assertEqual((length, digest), (n, stream_sha256(n)))
+        peak_kb = process_memory_kb(self.agent.proc.pid)
+        self.assertLess(peak_kb, 64 * 1024, f"agent peak RSS {peak_kb} kB for a {n} byte answer")
+        # The connection and the agent go on serving.
+        self.assertEqual(self.agent.web("GET", "/local").body, b"from the rules")
+
+    def test_a_chunked_answer_of_unknown_length_streams_chunked(self):
+        self.agent.deploy_ok(passthrough_config(self.origin.url))
+        n = 3 * MB + 12345
+        status, headers, length, digest = fetch_hashed(self.agent.web_port,
+                                                       f"/stream?bytes={n}&chunked=1")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.get("transfer-encoding"), "chunked")
+        self.assertNotIn("content-length", headers)
+        self.assertEqual((length, digest), (n, stream_sha256(n)))
+
+    def test_a_slow_client_holds_the_origin_back(self):
+        self.agent.deploy_ok(passthrough_config(self.origin.url))
+        n = 100 * MB
+        s = socket.create_connection(("127.0.0.1", self.agent.web_port), timeout=30)
+        self.addCleanup(s.close)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(f"GET /stream?bytes={n} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+        head, _, first = data.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        time.sleep(2)  # the client reads nothing: the agent must not read the origin dry
+        self.assertLess(self.origin.stream_sent, 40 * MB)
+        self.assertLess(process_memory_kb(self.agent.proc.pid), 64 * 1024)
+        h = hashlib.sha256(first)
+        got = len(first)
+        while got < n:
+            piece = s.recv(1024 * 1024)
+            self.assertTrue(piece, f"the connection closed after {got} bytes")
+            h.update(piece)
+            got += len(piece)
+        self.assertEqual((got, h.hexdigest()), (n, stream_sha256(n)))
+
+    def test_header_edits_apply_to_a_streamed_answer(self):
+        extra = {
+            "addHeader": {"rule": "HttpResponseAddition", "with": {
+                "add_headers": {"X-Added": "by-cap"}, "remove_headers": ["X-Remove-Me"]}},
+        }
+        self.agent.deploy_ok(passthrough_config(self.origin.url, extra, "addHeader"))
+        for chunked in ("", "&chunked=1"):
+            n = 2 * MB
+            status, headers, length, digest = fetch_hashed(self.agent.web_port,
+                                                           f"/stream?bytes={n}{chunked}")
+            self.assertEqual(status, 200)
+            self.assertEqual(headers["x-added"], "by-cap")
+            self.assertEqual(headers["x-origin"], "yes")
+            self.assertNotIn("x-remove-me", headers)
+            self.assertEqual((length, digest), (n, stream_sha256(n)))
+
+    def test_a_body_edit_on_a_large_answer_buffers_it(self):
+        extra = {
+            "replace": {"rule": "HttpResponseAddition", "with": {"body": "replaced"}},
+        }
+        self.agent.deploy_ok(passthrough_config(self.origin.url, extra, "replace"))
+        r = self.agent.web("GET", f"/stream?bytes={2 * MB}")
+        self.assertEqual((r.status, r.body), (200, b"replaced"))
 
     def test_response_addition_on_a_proxied_response(self):
         extra = {

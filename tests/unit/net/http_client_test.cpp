@@ -14,6 +14,7 @@
 #include <future>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "net/http_server.h"
 #include "net/net_support.h"
@@ -86,6 +87,22 @@ class NetClient : public ::testing::Test {
         {"X-Custom", std::string(ex.header("x-custom"))},
         {"X-Secure", ex.secure() ? "yes" : "no"},
     };
+    if (target.starts_with("/stream")) {  // 1 MB in 64 KB pieces; chunked for /stream/chunked
+      auto d = std::make_shared<Deferred>(ex.defer());
+      bool chunked = target == "/stream/chunked";
+      std::lock_guard<std::mutex> lk(mu_);
+      threads_.emplace_back([d, chunked] {
+        auto out =
+            d->stream(ResponseView{}, chunked ? std::nullopt : std::optional<uint64_t>(1 << 20));
+        for (int i = 0; i < 16; ++i) {
+          std::promise<bool> taken;
+          out->write(std::string(64 * 1024, char('a' + i)), [&](bool ok) { taken.set_value(ok); });
+          if (!taken.get_future().get()) return;
+        }
+        out->end();
+      });
+      return;
+    }
     std::string body = target == "/big" ? std::string(5000, 'b') : std::string(ex.body());
     ResponseView r;
     r.status = target == "/created" ? 201 : 200;
@@ -308,6 +325,82 @@ TEST_F(NetClient, ResponseSizeLimit) {
   EXPECT_NE(r.error.find("larger than 1000 bytes"), std::string::npos) << r.error;
   c.url = base_ + "/";
   EXPECT_EQ(pool.call(c).status, 200);
+}
+
+// call_streaming, waited for: the head, and the body read whole through the reader.
+struct Streamed {
+  HttpReply head;
+  bool had_reader = false;
+  std::string body, error;
+  int pieces = 0;
+};
+Streamed call_streaming(HttpClientPool& pool, HttpCall c, size_t buffer_up_to) {
+  std::promise<std::pair<HttpReply, std::shared_ptr<BodyReader>>> p;
+  pool.call_streaming(c, buffer_up_to, [&](HttpReply r, std::shared_ptr<BodyReader> b) {
+    p.set_value({std::move(r), std::move(b)});
+  });
+  auto [head, reader] = p.get_future().get();
+  Streamed s;
+  s.head = std::move(head);
+  s.had_reader = reader != nullptr;
+  s.body = s.head.body;
+  while (reader) {
+    std::promise<std::tuple<std::string, bool, std::string>> got;
+    reader->read([&](std::string piece, bool end, std::string error) {
+      got.set_value({std::move(piece), end, std::move(error)});
+    });
+    auto [piece, end, error] = got.get_future().get();
+    s.body += piece;
+    s.pieces++;
+    s.error = error;
+    if (end) break;
+  }
+  return s;
+}
+
+TEST_F(NetClient, CallStreamingReadsLargeBodiesPieceByPiece) {
+  start();
+  ClientOptions o;
+  o.max_response_bytes = 1000;  // streamed bodies are not limited by it
+  HttpClientPool pool(o);
+  HttpCall c;
+  std::string expected;
+  for (int i = 0; i < 16; ++i) expected += std::string(64 * 1024, char('a' + i));
+  for (const char* path : {"/stream/length", "/stream/chunked"}) {
+    c.url = base_ + path;
+    Streamed s = call_streaming(pool, c, 4096);
+    EXPECT_EQ(s.head.status, 200) << path << s.head.error;
+    EXPECT_TRUE(s.had_reader) << path;
+    EXPECT_EQ(s.error, "") << path;
+    EXPECT_GE(s.pieces, 2) << path;
+    EXPECT_TRUE(s.body == expected) << path << " got " << s.body.size() << " bytes";
+  }
+  // A small body comes whole, without a reader; the connection was given back and reused.
+  c.url = base_ + "/big";
+  Streamed s = call_streaming(pool, c, 4096 * 2);
+  EXPECT_EQ(s.head.status, 200);
+  EXPECT_FALSE(s.had_reader);
+  EXPECT_EQ(s.body, std::string(5000, 'b'));
+  EXPECT_LE(server_->accepted(), 2u);
+  // Errors come as with call_async.
+  c.url = "ftp://nowhere";
+  s = call_streaming(pool, c, 10);
+  EXPECT_EQ(s.head.status, 0);
+  EXPECT_FALSE(s.head.error.empty());
+}
+
+TEST_F(NetClient, DroppingABodyReaderClosesItsConnection) {
+  start();
+  HttpClientPool pool;
+  HttpCall c;
+  c.url = base_ + "/stream/length";
+  std::promise<std::shared_ptr<BodyReader>> p;
+  pool.call_streaming(c, 10, [&](HttpReply, std::shared_ptr<BodyReader> b) { p.set_value(b); });
+  auto reader = p.get_future().get();
+  ASSERT_TRUE(reader);
+  reader.reset();
+  // The server sees its client go: its stream stops and its request ends.
+  EXPECT_TRUE(server_->drain(5s));
 }
 
 TEST_F(NetClient, CallAsyncCompletesOnTheClientLoop) {

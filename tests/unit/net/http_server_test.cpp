@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -356,6 +357,125 @@ TEST_F(NetServer, DeferredAnswersFromAnotherThread) {
     cv.notify_one();
   }
   worker.join();
+}
+
+// Streams `pieces` from another thread through Deferred::stream, one write after the last
+// was taken, with a Content-Length when `length` is set.
+void stream_later(Exchange& ex, std::vector<std::string> pieces, bool length,
+                  std::vector<std::thread>& threads) {
+  auto d = std::make_shared<Deferred>(ex.defer());
+  threads.emplace_back([d, pieces = std::move(pieces), length] {
+    uint64_t total = 0;
+    for (const auto& p : pieces) total += p.size();
+    std::vector<std::pair<std::string, std::string>> h = {{"X-Streamed", "yes"}};
+    ResponseView head;
+    head.content_type = "text/plain";
+    head.headers = h;
+    auto out = d->stream(head, length ? std::optional<uint64_t>(total) : std::nullopt);
+    ASSERT_TRUE(out);
+    for (const auto& p : pieces) {
+      std::promise<bool> taken;
+      out->write(p, [&taken](bool ok) { taken.set_value(ok); });
+      if (!taken.get_future().get()) return;
+    }
+    out->end();
+  });
+}
+
+TEST_F(NetServer, StreamedResponsesWithLengthOrChunkedKeepTheConnection) {
+  std::vector<std::thread> threads;
+  start({}, [&](Exchange& ex) {
+    bool chunked = ex.target() == "/chunked";
+    stream_later(ex, {"one,", std::string(300000, 'x'), "three"}, !chunked, threads);
+  });
+  RawClient c(port_);
+  ASSERT_TRUE(c.send("GET /length HTTP/1.1\r\nHost: h\r\n\r\n"));
+  RawResponse r;
+  ASSERT_TRUE(c.read_response(&r));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("x-streamed"), "yes");
+  EXPECT_EQ(r.header("content-length"), "300009");
+  EXPECT_EQ(r.body, cat("one,", std::string(300000, 'x'), "three"));
+
+  // Chunked: the raw framing, then the same connection answers the next request.
+  ASSERT_TRUE(c.send("GET /chunked HTTP/1.1\r\nHost: h\r\n\r\n"));
+  std::string raw;
+  for (int i = 0; i < 100 && raw.find("\r\n0\r\n\r\n") == std::string::npos; ++i)
+    raw += c.read_some(100ms);
+  EXPECT_NE(raw.find("Transfer-Encoding: chunked\r\n"), std::string::npos);
+  EXPECT_EQ(raw.find("Content-Length"), std::string::npos);
+  EXPECT_NE(raw.find("\r\n4\r\none,\r\n"), std::string::npos);
+  EXPECT_NE(raw.find("\r\n5\r\nthree\r\n0\r\n\r\n"), std::string::npos);
+  ASSERT_TRUE(c.send("HEAD /length HTTP/1.1\r\nHost: h\r\n\r\n"));
+  ASSERT_TRUE(c.read_response(&r, 5s, true));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "");
+  server_->drain(2s);
+  for (auto& t : threads) t.join();
+}
+
+TEST_F(NetServer, StreamEndedEarlyClosesTheConnection) {
+  std::vector<std::thread> threads;
+  start({}, [&](Exchange& ex) {
+    auto d = std::make_shared<Deferred>(ex.defer());
+    threads.emplace_back([d] {
+      auto out = d->stream(ResponseView{}, 100);
+      std::promise<bool> taken;
+      out->write("only ten b", [&taken](bool ok) { taken.set_value(ok); });
+      taken.get_future().get();
+      out->end(false);
+    });
+  });
+  RawClient c(port_);
+  ASSERT_TRUE(c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+  std::string got;
+  EXPECT_TRUE(c.wait_closed(5s, &got));
+  EXPECT_NE(got.find("Content-Length: 100\r\n"), std::string::npos);
+  EXPECT_TRUE(got.ends_with("\r\n\r\nonly ten b")) << got;
+  EXPECT_TRUE(server_->drain(2s));  // the streamed request is no longer in flight
+  for (auto& t : threads) t.join();
+}
+
+TEST_F(NetServer, StreamWritesReportAClientThatLeft) {
+  std::vector<std::thread> threads;
+  std::promise<bool> last;
+  start({}, [&](Exchange& ex) {
+    auto d = std::make_shared<Deferred>(ex.defer());
+    threads.emplace_back([d, &last] {
+      auto out = d->stream(ResponseView{}, std::nullopt);
+      std::string piece(1 << 20, 'p');
+      for (;;) {  // the client never reads: writes stop being taken, then fail
+        std::promise<bool> taken;
+        out->write(piece, [&taken](bool ok) { taken.set_value(ok); });
+        if (!taken.get_future().get()) break;
+      }
+      last.set_value(false);
+    });
+  });
+  {
+    RawClient c(port_);
+    ASSERT_TRUE(c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+    std::this_thread::sleep_for(200ms);
+  }  // closed without reading
+  auto f = last.get_future();
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(server_->drain(2s));
+  for (auto& t : threads) t.join();
+}
+
+TEST_F(NetServer, JsonErrorBodiesWhenAsked) {
+  ServerOptions o;
+  o.json_errors = true;
+  o.max_body_bytes = 10;
+  start(o);
+  RawResponse r = test::raw_request(port_, "THIS IS NOT HTTP\r\n\r\n");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.header("content-type"), "application/json");
+  EXPECT_EQ(r.body, "{\"error\": \"the request is malformed\", \"details\": []}\n");
+  r = test::raw_request(port_,
+                        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n01234567890");
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(r.body, "{\"error\": \"the request body is too large\", \"details\": []}\n");
 }
 
 TEST_F(NetServer, DroppedDeferredSends500) {
