@@ -168,6 +168,12 @@ class Runtime {
   /// The active mode ("" for the normal entry rule set). set_mode fails for unknown names.
   std::string mode() const;
   bool set_mode(std::string_view name);
+  /// Called with the new mode's name ("" for the default) after each change, from the
+  /// thread that made it (a SwitchMode rule runs on a request's thread): hosts that persist
+  /// the mode hand the work elsewhere. Set before the runtime serves.
+  void set_mode_listener(std::function<void(const std::string&)> listener) {
+    mode_listener_ = std::move(listener);
+  }
 
   /// Records the next `n` transactions.
   void arm_trace(int n);
@@ -190,6 +196,7 @@ class Runtime {
   HostServices services_;
   SystemClock default_clock_;
   std::atomic<int> mode_{-1};
+  std::function<void(const std::string&)> mode_listener_;
   std::atomic<uint64_t> requests_{0};
   std::atomic<int> trace_armed_{0};
   mutable std::mutex trace_mu_;

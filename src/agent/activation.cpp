@@ -53,6 +53,13 @@ Activator::Built Activator::build(std::string_view zip, const std::string& sha25
   // hash of the packed form here (Configuration::sha256 is "set by the host").
   const_cast<Configuration&>(*loaded.configuration).sha256 = sha256;
   b.runtime = std::make_shared<Runtime>(loaded.configuration, services_);
+  if (post_) {
+    std::weak_ptr<Runtime> weak = b.runtime;
+    auto* self = const_cast<Activator*>(this);
+    b.runtime->set_mode_listener([self, weak](const std::string& mode) {
+      self->post_([self, weak, mode] { self->remember_mode(weak, mode); });
+    });
+  }
   std::string startup_error = b.runtime->startup();
   if (!startup_error.empty()) {
     b.problem = failure(422, "the startup rule set failed", {startup_error});
@@ -240,6 +247,23 @@ CommandResult Activator::set_mode(std::string_view mode) {
   CommandResult r;
   r.id = state_.active;
   return r;
+}
+
+void Activator::remember_mode(const std::weak_ptr<Runtime>& weak, const std::string& mode) {
+  std::lock_guard lock(mu_);
+  auto runtime = weak.lock();
+  auto current = slot_.latest();
+  if (!runtime || current->blank() || current->runtime != runtime || state_.mode == mode) return;
+  AgentState next = state_;
+  next.mode = mode;
+  std::string err;
+  if (!store_.save(next, &err)) {
+    agent_log().error("a rule switched the mode to {} but the state cannot be written: {}",
+                      mode.empty() ? "default" : mode, err);
+    return;
+  }
+  state_ = std::move(next);
+  agent_log().info("mode switched to {} by a rule (saved)", mode.empty() ? "default" : mode);
 }
 
 Value Activator::history() const {

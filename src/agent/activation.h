@@ -8,6 +8,7 @@
 // command thread.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,6 +50,10 @@ class Activator {
   /// PUT /v1/mode: "" or "default" for the normal entry rule set.
   CommandResult set_mode(std::string_view mode);
 
+  /// Where mode changes made by rules (SwitchMode) are saved: `post` runs a task off the
+  /// request path (the management command thread). Call before restore().
+  void set_background(std::function<void(std::function<void()>)> post) { post_ = std::move(post); }
+
   /// The history, newest first: [{id, name, sha256, activated_at, active}].
   Value history() const;
   /// The active configuration's zip. False when blank or unreadable.
@@ -60,6 +65,8 @@ class Activator {
     CommandResult problem;  // status != 200 when building failed
   };
   Built build(std::string_view zip, const std::string& sha256) const;
+  /// Saves a mode a rule switched to, when `runtime` is still the active one.
+  void remember_mode(const std::weak_ptr<Runtime>& runtime, const std::string& mode);
   std::shared_ptr<Serving> serving_for(const std::shared_ptr<Runtime>& runtime,
                                        const HistoryEntry& entry, bool stopped);
   CommandResult persist_and_publish(AgentState next, std::shared_ptr<const Serving> serving);
@@ -71,6 +78,7 @@ class Activator {
   mutable std::mutex mu_;
   AgentState state_;
   uint64_t last_serial_ = 0;  // Serving::runtime_serial of the last runtime built
+  std::function<void(std::function<void()>)> post_;
 };
 
 }  // namespace cap::agent

@@ -110,11 +110,12 @@ int main(int argc, char** argv) {
 
   ServingSlot slot;
   Activator activator(store, registry, services, slot);
-  activator.restore();
 
   Metrics metrics;
   WorkQueue wait_pool(settings.wait_threads, kMaxWaitingRequests);
-  WorkQueue commands(1);
+  WorkQueue commands(1);  // declared after the activator: it finishes its tasks first
+  activator.set_background([&commands](std::function<void()> task) { commands.post(std::move(task)); });
+  activator.restore();
 
   WebHandler web_handler(slot, metrics, client, wait_pool,
                          WebOptions{settings.origin_timeout_ms, settings.request_log});

@@ -144,16 +144,15 @@ std::string Runtime::mode() const {
 }
 
 bool Runtime::set_mode(std::string_view name) {
-  if (name.empty() || name == "default") {
-    mode_.store(-1);
-    return true;
-  }
-  for (size_t i = 0; i < config_->modes.size(); ++i)
-    if (config_->modes[i].first == name) {
-      mode_.store(static_cast<int>(i));
-      return true;
-    }
-  return false;
+  int next = -2;
+  if (name.empty() || name == "default") next = -1;
+  for (size_t i = 0; next == -2 && i < config_->modes.size(); ++i)
+    if (config_->modes[i].first == name) next = static_cast<int>(i);
+  if (next == -2) return false;
+  int previous = mode_.exchange(next);
+  if (previous != next && mode_listener_)
+    mode_listener_(next < 0 ? std::string() : config_->modes[static_cast<size_t>(next)].first);
+  return true;
 }
 
 void Runtime::arm_trace(int n) {

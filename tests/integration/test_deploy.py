@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import time
 import unittest
 import zipfile
 import io
@@ -198,6 +199,33 @@ class PersistenceTest(unittest.TestCase):
         self.restart()
         self.assertEqual(self.agent.web("GET", "/").status, 503)
         self.assertTrue(self.agent.mgmt("GET", "/v1/status").json()["stopped"])
+
+    def test_a_mode_switched_by_a_rule_survives_a_restart(self):
+        root = os.path.join(os.environ.get("CAP_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
+                            "examples", "maintenance")
+        files = {}
+        for folder, _, names in os.walk(root):
+            for n in names:
+                full = os.path.join(folder, n)
+                rel = os.path.relpath(full, root)
+                if rel.startswith(("cap.json", "rulesets")):
+                    with open(full, "rb") as f:
+                        files[rel] = f.read()
+        self.agent.deploy_ok(files)
+        self.assertEqual(self.agent.web("GET", "/shop").body, b"open")
+        r = self.agent.web("POST", "/admin/maintenance?on=1")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.agent.web("GET", "/shop").status, 503)
+        # The rule's switch is saved off the request path; wait until the status shows it.
+        for _ in range(100):
+            if self.agent.mgmt("GET", "/v1/status").json()["mode"] == "Maintenance":
+                break
+            time.sleep(0.05)
+        self.assertRegex(self.agent.log_text(), r"mode switched to Maintenance by a rule \(saved\)")
+        self.restart()
+        self.assertEqual(self.agent.mgmt("GET", "/v1/status").json()["mode"], "Maintenance")
+        self.assertEqual(self.agent.web("GET", "/shop").status, 503)
+        self.assertRegex(self.agent.log_text(), r"resumed configuration .* in mode Maintenance")
 
     def test_a_torn_state_file_is_reported_and_never_run(self):
         self.agent.deploy_ok(hello_config())
