@@ -61,7 +61,8 @@ struct HttpCall {
   int timeout_ms = 10000;
   /// When set, the body comes from here (and `body` is ignored): sent with Content-Length
   /// when `body_length` >= 0 (the source must then give exactly that many bytes), else
-  /// chunked. Such a call is never retried once the body started.
+  /// chunked. Such a call is never retried once the body started, and `timeout_ms` bounds
+  /// each piece (reading and sending it) and then the wait for the answer, not the call.
   std::shared_ptr<BodySource> body_source;
   int64_t body_length = -1;
 };

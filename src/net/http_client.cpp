@@ -340,13 +340,15 @@ struct CallState : std::enable_shared_from_this<CallState> {
 
   const ClientOptions& opt() const { return loop->sh.opt; }
 
+  void arm_deadline() {
+    deadline.expires_after(std::chrono::milliseconds(call.timeout_ms));
+    deadline.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (!ec) self->on_deadline();
+    });
+  }
+
   void start() {
-    if (call.timeout_ms > 0) {
-      deadline.expires_after(std::chrono::milliseconds(call.timeout_ms));
-      deadline.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-        if (!ec) self->on_deadline();
-      });
-    }
+    if (call.timeout_ms > 0) arm_deadline();
     if (std::unique_ptr<Conn> c = loop->take(t.origin_key)) {
       conn = std::move(c);
       reused = true;
@@ -471,6 +473,9 @@ struct CallState : std::enable_shared_from_this<CallState> {
   void on_body_piece(std::string piece, bool end, std::string error) {
     if (finished) return cleanup();
     if (!error.empty()) return fail(t.where + ": reading the request body failed: " + error);
+    // A streamed body may take long: HttpCall::timeout_ms bounds each piece (and then the
+    // wait for the response after the last one), not the whole call.
+    if (call.timeout_ms > 0) arm_deadline();
     bool chunked = call.body_length < 0;
     body_sent += piece.size();
     if (!chunked && (body_sent > uint64_t(call.body_length) ||

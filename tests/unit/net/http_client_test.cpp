@@ -171,8 +171,10 @@ class PiecesSource : public BodySource {
  public:
   PiecesSource(std::vector<std::string> pieces, std::string error = "")
       : pieces_(std::move(pieces)), error_(std::move(error)) {}
+  std::chrono::milliseconds delay{0};  // before each piece
   void read(Got got) override {
     std::thread([this, got = std::move(got)] {
+      std::this_thread::sleep_for(delay);
       if (next_ == pieces_.size()) return got("", true, error_);
       std::string p = pieces_[next_++];
       got(std::move(p), next_ == pieces_.size() && error_.empty(), "");
@@ -230,6 +232,15 @@ TEST_F(NetClient, BodySourceSendsWithContentLengthOrChunked) {
   r = pool.call(failing);
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.error.find("client went away"), std::string::npos) << r.error;
+  // timeout_ms bounds each piece, not the whole upload.
+  HttpCall slow = chunked;
+  auto slow_source = std::make_shared<PiecesSource>(pieces);
+  slow_source->delay = 150ms;
+  slow.body_source = slow_source;
+  slow.timeout_ms = 600;
+  r = pool.call(slow);
+  ASSERT_EQ(r.error, "");
+  EXPECT_TRUE(r.body == whole);
   // The pool still works.
   HttpCall get;
   get.url = base_ + "/";
