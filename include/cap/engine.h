@@ -90,6 +90,11 @@ class Configuration {
   std::vector<std::pair<uint32_t, Value>> globals;
   Package package;  // the files it was loaded from (content/ is served from here)
   bool may_wait = false;  // some rule set reachable from the entry waits on a service
+  /// The rules may read the request body: some file mentions the BODY variable, or some
+  /// node uses a rule type with RuleSpec::reads_body. When false (and the request is not
+  /// application/x-www-form-urlencoded, whose fields become variables) a host may run the
+  /// rules before the body arrives, with BODY null, and stream the body on.
+  bool reads_body = true;
 
   const RuleSet* find_ruleset(std::string_view name) const;
 };

@@ -19,6 +19,10 @@ struct Request {
   std::string_view remote_addr = "127.0.0.1";
   std::string_view scheme = "http";
   int64_t timestamp_ms = 0;  // 0: the host clock's now
+  /// The body is not here: the host streams it on (to the origin) after the rules ran, for
+  /// a configuration that cannot read it (Configuration::reads_body false). BODY is null
+  /// and no form fields are read; `body` is empty.
+  bool body_streamed = false;
 };
 
 /// What the rules produced. `set` is false when no rule answered; the host then answers 404

@@ -59,6 +59,9 @@ struct RuleSpec {
   /// The rule waits on a service (HTTP, SQL, LLM); hosts run such rule sets off their
   /// event loops.
   bool may_wait = false;
+  /// The rule reads the request body (HttpServerExecute forwards it); a configuration
+  /// using such a rule never gets a streamed request body.
+  bool reads_body = false;
 };
 
 class ExecContext;

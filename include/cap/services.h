@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -41,12 +42,29 @@ class Vault {
   virtual std::optional<std::string> get(std::string_view name, std::string_view field) const = 0;
 };
 
+/// A request body pulled piece by piece (a proxied upload), instead of HttpCall::body.
+class BodySource {
+ public:
+  virtual ~BodySource() = default;
+  /// `piece` holds the next bytes (possibly empty); `end` is true once the body is complete
+  /// or failed; `error` is non-empty on failure. `got` runs once, on any thread.
+  using Got = std::function<void(std::string piece, bool end, std::string error)>;
+  /// Called again only after `got` ran without reporting the end.
+  virtual void read(Got got) = 0;
+};
+
 struct HttpCall {
   std::string method = "GET";
   std::string url;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   int timeout_ms = 10000;
+  /// When set, the body comes from here (and `body` is ignored): sent with Content-Length
+  /// when `body_length` >= 0 (the source must then give exactly that many bytes), else
+  /// chunked. Such a call is never retried once the body started, and `timeout_ms` bounds
+  /// each piece (reading and sending it) and then the wait for the answer, not the call.
+  std::shared_ptr<BodySource> body_source;
+  int64_t body_length = -1;
 };
 struct HttpReply {
   int status = 0;  // 0 when no answer came; `error` says why

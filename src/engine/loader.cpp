@@ -78,6 +78,28 @@ const char* json_kind_name(const json::value& j) {
   return "a value";
 }
 
+/// Whether any JSON file of the package holds the word BODY (case-sensitive, as variable
+/// names are): in an expression, a template, a Variable parameter, a global. Deliberately
+/// coarse: a mention anywhere, even in a description, counts.
+bool package_mentions_body(const Package& pkg) {
+  auto ident = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  };
+  for (auto& [path, text] : pkg.files) {
+    if (path.size() < 5 || path.compare(path.size() - 5, 5, ".json") != 0) continue;
+    std::string_view t(text);
+    // An escaped capital or underscore (\u0042ODY) could spell it too.
+    for (size_t at = t.find("\\u00"); at != std::string_view::npos; at = t.find("\\u00", at + 1))
+      if (at + 5 < t.size() && (t[at + 4] == '4' || t[at + 4] == '5')) return true;
+    for (size_t at = t.find("BODY"); at != std::string_view::npos; at = t.find("BODY", at + 1)) {
+      bool before = at > 0 && ident(t[at - 1]);
+      bool after = at + 4 < t.size() && ident(t[at + 4]);
+      if (!before && !after) return true;
+    }
+  }
+  return false;
+}
+
 bool valid_identifier(std::string_view s) {
   if (s.empty() || s.size() > 200) return false;
   if (!(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
@@ -215,6 +237,7 @@ class Loader {
   LoadResult out_;
   json::value manifest_;
   std::vector<std::pair<RuleSet*, json::object>> docs_;
+  bool any_rule_reads_body_ = false;
 };
 
 void NodeCompileContext::error(std::string_view param, std::string message) {
@@ -673,6 +696,7 @@ void Loader::compile_node(RuleSet& rs, Node& node, const json::object& def) {
   }
   const RuleSpec& spec = node.type->spec;
   if (spec.may_wait) rs.may_wait = true;
+  if (spec.reads_body) any_rule_reads_body_ = true;
   node.chain_names = spec.chain_points;
   if (spec.user_chain_points) {
     if (auto* then = def.if_contains("then"); then && then->is_object())
@@ -950,6 +974,7 @@ LoadResult Loader::run() {
   }
   for (auto& rs : cfg_->rulesets)
     if (rs->may_wait) cfg_->may_wait = true;
+  cfg_->reads_body = any_rule_reads_body_ || package_mentions_body(pkg_);
   if (out_.error_count() == 0) {
     static std::atomic<uint64_t> next_serial{1};
     cfg_->serial = next_serial.fetch_add(1);

@@ -59,6 +59,7 @@ class RequestInput : public LazyVariables {
         return Value(std::move(m));
       }
       case kBody:
+        if (req_.body_streamed) return Value();
         return Value(req_.body);
       case kRequestUrl: {
         std::string_view host;
@@ -349,7 +350,7 @@ Outcome Runtime::handle(const Request& req, Response& response, Workspace& ws,
     for_each_query_param(query, [&](std::string_view k, std::string v) {
       if (!k.empty()) vars.set(k, Value(std::move(v)));
     });
-  if (!req.body.empty() && (req.method == "POST" || req.method == "PUT" || req.method == "PATCH")) {
+  if (!req.body_streamed && !req.body.empty() && (req.method == "POST" || req.method == "PUT" || req.method == "PATCH")) {
     for (auto& [k, v] : req.headers)
       if (iequals(k, "content-type") &&
           lower(v.substr(0, v.find(';'))) == "application/x-www-form-urlencoded") {

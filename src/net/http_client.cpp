@@ -312,6 +312,9 @@ struct CallState : std::enable_shared_from_this<CallState> {
   HttpCall call;
   Target t;
   std::string request;
+  std::string body_out;       // the piece of a body_source being written
+  uint64_t body_sent = 0;     // bytes of the body_source sent
+  bool body_started = false;  // the body_source was read from: no retry any more
   std::function<void(HttpReply)> done;
   asio::steady_timer deadline;
   asio::steady_timer connect_timer;
@@ -337,13 +340,15 @@ struct CallState : std::enable_shared_from_this<CallState> {
 
   const ClientOptions& opt() const { return loop->sh.opt; }
 
+  void arm_deadline() {
+    deadline.expires_after(std::chrono::milliseconds(call.timeout_ms));
+    deadline.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (!ec) self->on_deadline();
+    });
+  }
+
   void start() {
-    if (call.timeout_ms > 0) {
-      deadline.expires_after(std::chrono::milliseconds(call.timeout_ms));
-      deadline.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-        if (!ec) self->on_deadline();
-      });
-    }
+    if (call.timeout_ms > 0) arm_deadline();
     if (std::unique_ptr<Conn> c = loop->take(t.origin_key)) {
       conn = std::move(c);
       reused = true;
@@ -443,12 +448,60 @@ struct CallState : std::enable_shared_from_this<CallState> {
       if (ec)
         return self->retry_or_fail(self->t.where + ": sending failed: " + ec.message(), false,
                                    true);
+      if (self->call.body_source) return self->pull_body();
       self->receive();
     };
     if (conn->tls)
       asio::async_write(*conn->tls, asio::buffer(request), std::move(handler));
     else
       asio::async_write(*conn->plain, asio::buffer(request), std::move(handler));
+  }
+
+  // HttpCall::body_source: pull a piece, write it (chunk-framed when the length is unknown),
+  // pull the next; after the last one read the response.
+  void pull_body() {
+    body_started = true;
+    call.body_source->read([self = shared_from_this()](std::string piece, bool end,
+                                                       std::string error) {
+      asio::post(self->loop->ioc, [self, piece = std::move(piece), end,
+                                   error = std::move(error)]() mutable {
+        self->on_body_piece(std::move(piece), end, std::move(error));
+      });
+    });
+  }
+
+  void on_body_piece(std::string piece, bool end, std::string error) {
+    if (finished) return cleanup();
+    if (!error.empty()) return fail(t.where + ": reading the request body failed: " + error);
+    // A streamed body may take long: HttpCall::timeout_ms bounds each piece (and then the
+    // wait for the response after the last one), not the whole call.
+    if (call.timeout_ms > 0) arm_deadline();
+    bool chunked = call.body_length < 0;
+    body_sent += piece.size();
+    if (!chunked && (body_sent > uint64_t(call.body_length) ||
+                     (end && body_sent != uint64_t(call.body_length))))
+      return fail(t.where + ": the request body does not have its declared length");
+    body_out.clear();
+    if (chunked && !piece.empty()) {
+      char hex[20];
+      std::snprintf(hex, sizeof hex, "%zx\r\n", piece.size());
+      body_out = hex;
+      body_out += piece;
+      body_out += "\r\n";
+    } else {
+      body_out = std::move(piece);
+    }
+    if (end && chunked) body_out += "0\r\n\r\n";
+    auto handler = [self = shared_from_this(), end](const boost::system::error_code& ec, size_t) {
+      if (self->finished) return self->cleanup();
+      if (ec) return self->fail(self->t.where + ": sending the body failed: " + ec.message());
+      if (end) return self->receive();
+      self->pull_body();
+    };
+    if (conn->tls)
+      asio::async_write(*conn->tls, asio::buffer(body_out), std::move(handler));
+    else
+      asio::async_write(*conn->plain, asio::buffer(body_out), std::move(handler));
   }
 
   template <class F>
@@ -652,7 +705,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
 
   void retry_or_fail(std::string error, bool connecting, bool nothing_received) {
     bool retry =
-        attempt < opt().retries && ((connecting && !connect_timed_out) ||
+        attempt < opt().retries && !body_started && ((connecting && !connect_timed_out) ||
                                     (reused && nothing_received && idempotent(call.method)));
     if (retry) {
       ++attempt;
@@ -767,7 +820,15 @@ bool render_request(const HttpCall& call, const Target& t, std::string* out, std
     s += "\r\n";
   }
   const std::string& m = call.method;
-  if (!call.body.empty() || m == "POST" || m == "PUT" || m == "PATCH") {
+  if (call.body_source) {
+    if (call.body_length >= 0) {
+      s += "Content-Length: ";
+      s += std::to_string(call.body_length);
+      s += "\r\n";
+    } else {
+      s += "Transfer-Encoding: chunked\r\n";
+    }
+  } else if (!call.body.empty() || m == "POST" || m == "PUT" || m == "PATCH") {
     s += "Content-Length: ";
     s += std::to_string(call.body.size());
     s += "\r\n";
@@ -781,7 +842,7 @@ bool render_request(const HttpCall& call, const Target& t, std::string* out, std
     s += "\r\n";
   }
   s += "\r\n";
-  s += call.body;
+  if (!call.body_source) s += call.body;
   return true;
 }
 

@@ -227,6 +227,7 @@ std::unique_ptr<Rule> make_http_client(CompileContext& cc) {
 RuleSpec server_execute_spec() {
   RuleSpec s;
   s.name = "HttpServerExecute";
+  s.reads_body = true;  // forwards the request's body
   s.group = "HTTP";
   s.doc =
       "Forwards the current request to the configuration's origin (cap.json `origin`) and "

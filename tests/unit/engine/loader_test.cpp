@@ -663,5 +663,53 @@ TEST(LoaderHostile, RuleSetsNestedAsDeepAsTheEntryLimitAllows) {
   EXPECT_TRUE(r.ok()) << all(errors(r));
 }
 
+// Configuration::reads_body: whether a host must have the whole request body before the
+// rules run. Coarse and safe: any mention of BODY, or a rule type that reads the body.
+bool reads_body(const std::map<std::string, std::string>& files) {
+  auto r = load(files);
+  EXPECT_TRUE(r.ok()) << all(errors(r));
+  EXPECT_TRUE(warnings(r).empty()) << all(warnings(r));
+  return r.ok() ? r.configuration->reads_body : true;
+}
+
+TEST(LoaderReadsBody, ConfigurationNotMentioningTheBodyDoesNotReadIt) {
+  EXPECT_FALSE(reads_body({{"cap.json", kManifest}, {"rulesets/main.json", kMain}}));
+  // ORIGIN_BODY, BODYGUARD and body (lower case) are other names.
+  EXPECT_FALSE(reads_body({{"cap.json", kManifest},
+                           {"rulesets/main.json",
+                            ruleset("main", "ok", R"({"ok": {"rule": "HttpRespond",
+                              "with": {"body": "${ORIGIN_BODY}${BODYGUARD}${body}"}}})")}}));
+}
+
+TEST(LoaderReadsBody, TemplateExpressionOrVariableNamingBodyReadsIt) {
+  EXPECT_TRUE(reads_body({{"cap.json", kManifest},
+                          {"rulesets/main.json",
+                           ruleset("main", "ok", R"({"ok": {"rule": "HttpRespond", "with": {"body": "${BODY}"}}})")}}));
+  EXPECT_TRUE(reads_body({{"cap.json", kManifest},
+                          {"rulesets/main.json",
+                           ruleset("main", "if", R"({"if": {"rule": "IfCondition",
+                             "with": {"condition": "BODY != ''"}}})")}}));
+  // In a sub rule set only.
+  EXPECT_TRUE(reads_body({{"cap.json", kManifest},
+                          {"rulesets/main.json", ruleset("main", "x", R"({"x": {"ruleset": "sub"}})")},
+                          {"rulesets/sub.json",
+                           ruleset("sub", "ok", R"({"ok": {"rule": "HttpRespond", "with": {"body": "${ BODY }"}}})")}}));
+  // Spelled with a JSON escape.
+  EXPECT_TRUE(reads_body({{"cap.json", kManifest},
+                          {"rulesets/main.json",
+                           ruleset("main", "ok", R"({"ok": {"rule": "HttpRespond", "with": {"body": "${\u0042ODY}"}}})")}}));
+}
+
+TEST(LoaderReadsBody, RuleTypeThatReadsTheBody) {
+  const RuleType* t = registry().find("HttpServerExecute").get();
+  ASSERT_NE(t, nullptr);
+  EXPECT_TRUE(t->spec.reads_body);
+  EXPECT_FALSE(registry().find("HttpRespond")->spec.reads_body);
+  EXPECT_TRUE(reads_body({{"cap.json", R"({"format": 1, "name": "t", "ruleset": "main",
+                                          "origin": "http://127.0.0.1:9"})"},
+                          {"rulesets/main.json",
+                           ruleset("main", "x", R"({"x": {"rule": "HttpServerExecute"}})")}}));
+}
+
 }  // namespace
 }  // namespace cap

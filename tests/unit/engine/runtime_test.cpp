@@ -487,6 +487,21 @@ TEST(RuntimeVariables, BodyOfAnotherTypeSetsNoVariables) {
   EXPECT_EQ(get.response.body, "[] a=1");
 }
 
+TEST(RuntimeVariables, StreamedBodyIsNull) {
+  auto h = Harness::rules(R"({"r": {"rule": "HttpRespond", "with": {"body": "[${a}] ${BODY == null}"}}})", "r");
+  ASSERT_TRUE(h.ok()) << h.errors();
+  Request req;
+  req.method = "POST";
+  req.target = "/up";
+  req.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
+  req.body = "a=1";  // a host leaves it empty; even when not, it is not read
+  req.body_streamed = true;
+  Response res;
+  h.runtime->handle(req, res, h.ws);
+  EXPECT_EQ(res.body, "[] true");
+  EXPECT_EQ(h.request("POST /", {"Content-Type: application/json"}, "x").response.body, "[] false");
+}
+
 TEST(RuntimeVariables, NothingLeaksFromOneRequestToTheNext) {
   auto h = Harness::rules(R"({"r": {"rule": "HttpRespond", "with": {"body": "[${name}] [${HEADERS['x-a']}] [${COOKIES.c}]"}}})",
                           "r");

@@ -84,6 +84,7 @@ class NetClient : public ::testing::Test {
         {"X-User-Agent", std::string(ex.header("user-agent"))},
         {"X-Authorization", std::string(ex.header("authorization"))},
         {"X-Content-Length", std::string(ex.header("content-length"))},
+        {"X-Transfer-Encoding", std::string(ex.header("transfer-encoding"))},
         {"X-Custom", std::string(ex.header("x-custom"))},
         {"X-Secure", ex.secure() ? "yes" : "no"},
     };
@@ -163,6 +164,87 @@ TEST_F(NetClient, GetAndPostWithDefaultHeaders) {
   r = pool.call(get);
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(server_->accepted(), 1u);
+}
+
+/// A request body given piece by piece from another thread, as a proxied upload is.
+class PiecesSource : public BodySource {
+ public:
+  PiecesSource(std::vector<std::string> pieces, std::string error = "")
+      : pieces_(std::move(pieces)), error_(std::move(error)) {}
+  std::chrono::milliseconds delay{0};  // before each piece
+  void read(Got got) override {
+    std::thread([this, got = std::move(got)] {
+      std::this_thread::sleep_for(delay);
+      if (next_ == pieces_.size()) return got("", true, error_);
+      std::string p = pieces_[next_++];
+      got(std::move(p), next_ == pieces_.size() && error_.empty(), "");
+    }).detach();
+  }
+
+ private:
+  std::vector<std::string> pieces_;
+  std::string error_;
+  size_t next_ = 0;
+};
+
+TEST_F(NetClient, BodySourceSendsWithContentLengthOrChunked) {
+  start();
+  HttpClientPool pool;
+  std::vector<std::string> pieces;
+  std::string whole;
+  for (int i = 0; i < 5; ++i) {
+    pieces.push_back(std::string(40000 + i, char('a' + i)));
+    whole += pieces.back();
+  }
+  pieces.push_back("");  // an empty piece is fine too
+  HttpCall known;
+  known.method = "PUT";
+  known.url = base_ + "/up";
+  known.body = "ignored";
+  known.body_source = std::make_shared<PiecesSource>(pieces);
+  known.body_length = int64_t(whole.size());
+  HttpReply r = pool.call(known);
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(header_of(r, "x-content-length"), std::to_string(whole.size()));
+  EXPECT_EQ(header_of(r, "x-transfer-encoding"), "");
+  EXPECT_TRUE(r.body == whole);
+
+  HttpCall chunked = known;
+  chunked.body_source = std::make_shared<PiecesSource>(pieces);
+  chunked.body_length = -1;
+  r = pool.call(chunked);
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(header_of(r, "x-content-length"), "");
+  EXPECT_EQ(header_of(r, "x-transfer-encoding"), "chunked");
+  EXPECT_TRUE(r.body == whole);
+
+  // A source giving fewer bytes than declared, or failing, fails the call.
+  HttpCall short_body = known;
+  short_body.body_source = std::make_shared<PiecesSource>(std::vector<std::string>{"abc"});
+  short_body.body_length = 10;
+  r = pool.call(short_body);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.error.find("declared length"), std::string::npos) << r.error;
+  HttpCall failing = chunked;
+  failing.body_source =
+      std::make_shared<PiecesSource>(std::vector<std::string>{"abc"}, "client went away");
+  r = pool.call(failing);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.error.find("client went away"), std::string::npos) << r.error;
+  // timeout_ms bounds each piece, not the whole upload.
+  HttpCall slow = chunked;
+  auto slow_source = std::make_shared<PiecesSource>(pieces);
+  slow_source->delay = 150ms;
+  slow.body_source = slow_source;
+  slow.timeout_ms = 600;
+  r = pool.call(slow);
+  ASSERT_EQ(r.error, "");
+  EXPECT_TRUE(r.body == whole);
+  // The pool still works.
+  HttpCall get;
+  get.url = base_ + "/";
+  EXPECT_EQ(pool.call(get).status, 200);
 }
 
 TEST_F(NetClient, PoolReusesConnections) {
