@@ -1,4 +1,5 @@
 #include "agent/settings.h"
+#include "net/signing.h"
 
 #include <sched.h>
 #include <unistd.h>
@@ -35,24 +36,6 @@ std::string flag_names(const std::string& var) {
   std::string shortname = var.rfind("CAP_", 0) == 0 ? var.substr(4) : var;
   for (auto& c : shortname) c = c == '_' ? '-' : static_cast<char>(std::tolower(c));
   return "--" + var + ",--" + shortname;
-}
-
-bool read_key_file(const std::string& path, std::string* key, std::string* error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *error = "cannot read the management key file " + path;
-    return false;
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string k = ss.str();
-  while (!k.empty() && (k.back() == '\n' || k.back() == '\r' || k.back() == ' ')) k.pop_back();
-  if (k.empty()) {
-    *error = "the management key file " + path + " is empty";
-    return false;
-  }
-  *key = std::move(k);
-  return true;
 }
 
 }  // namespace
@@ -130,7 +113,7 @@ bool parse_settings(int argc, char** argv, Settings* s, int* exit_code) {
   s->workers = workers > 0 ? workers : affinity_cpus();
   if (!key_file.empty()) {
     std::string error;
-    if (!read_key_file(key_file, &s->mgmt_key, &error)) {
+    if (!net::read_key_file(key_file, &s->mgmt_key, &error)) {
       std::cerr << "cap-agent: " << error << "\n";
       *exit_code = 2;
       return false;

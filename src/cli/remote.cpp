@@ -60,23 +60,7 @@ bool parse_agent_target(const std::string& spec, const std::string& key, AgentTa
 }
 
 bool load_agent_key(const std::string& key_file, std::string* key, std::string* error) {
-  if (!key_file.empty()) {
-    std::ifstream in(key_file, std::ios::binary);
-    if (!in) {
-      *error = "cannot read the key file " + key_file;
-      return false;
-    }
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string k = ss.str();
-    while (!k.empty() && (k.back() == '\n' || k.back() == '\r' || k.back() == ' ')) k.pop_back();
-    if (k.empty()) {
-      *error = "the key file " + key_file + " is empty";
-      return false;
-    }
-    *key = std::move(k);
-    return true;
-  }
+  if (!key_file.empty()) return net::read_key_file(key_file, key, error);
   const char* env = std::getenv("CAP_MGMT_KEY");
   if (!env || !*env) {
     *error = "no management key: set CAP_MGMT_KEY or pass --key-file FILE";

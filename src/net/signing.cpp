@@ -6,6 +6,8 @@
 #include <openssl/rand.h>
 
 #include <charconv>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 
 namespace cap::net {
@@ -163,6 +165,22 @@ bool verify_signature(std::string_view key, std::string_view method,
                       const ParsedAuth& auth) {
   return constant_time_equal(
       request_signature(key, method, path_with_query, body, auth.ts, auth.nonce), auth.sig);
+}
+
+bool read_key_file(const std::string& path, std::string* key, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = "cannot read the key file " + path;
+    return false;
+  }
+  std::string k((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!k.empty() && (k.back() == '\n' || k.back() == '\r' || k.back() == ' ')) k.pop_back();
+  if (k.empty()) {
+    *error = "the key file " + path + " is empty";
+    return false;
+  }
+  *key = std::move(k);
+  return true;
 }
 
 }  // namespace cap::net

@@ -37,6 +37,10 @@ std::string sign_request(std::string_view key, std::string_view method,
 /// 16 random bytes (OpenSSL RAND_bytes) as 32 lower-case hex characters.
 std::string random_nonce();
 
+/// Reads a shared management key from a file (trailing newlines and spaces dropped).
+/// False with `error` naming the file when it cannot be read or is empty.
+bool read_key_file(const std::string& path, std::string* key, std::string* error);
+
 struct ParsedAuth {
   int64_t ts = 0;
   std::string nonce;
