@@ -82,17 +82,20 @@ std::vector<ParamSpec> model_params(int default_timeout_ms) {
   };
 }
 
-bool check_number(CompileContext& cc, std::string_view name, double lo, double hi,
-                  bool integral) {
+/// An optional parameter.
+ParamSpec optional(std::string name, ParamType type, Value default_value, std::string doc) {
+  return {std::move(name), type, false, std::move(default_value), std::move(doc), {}};
+}
+
+bool check_number(CompileContext& cc, std::string_view name, double lo, double hi, bool integral) {
   const Param& p = cc.params()[name];
   if (!p.present() || !p.is_constant()) return true;
   const Value& v = p.constant_value();
   if (v.is_null()) return true;
-  if (!v.is_number() || !std::isfinite(v.as_number()) || v.as_number() < lo ||
-      v.as_number() > hi || (integral && std::floor(v.as_number()) != v.as_number())) {
-    cc.error(name, std::string("must be ") + (integral ? "a whole number" : "a number") +
-                       " from " + Value(lo).to_text() + " to " + Value(hi).to_text() + ", got " +
-                       v.to_text());
+  if (!v.is_number() || !std::isfinite(v.as_number()) || v.as_number() < lo || v.as_number() > hi ||
+      (integral && std::floor(v.as_number()) != v.as_number())) {
+    cc.error(name, std::string("must be ") + (integral ? "a whole number" : "a number") + " from " +
+                       Value(lo).to_text() + " to " + Value(hi).to_text() + ", got " + v.to_text());
     return false;
   }
   return true;
@@ -152,10 +155,12 @@ class ModelSettings {
     r.timeout_ms = static_cast<int>(number_in(timeout_, ctx, "timeout_ms", 1, 3600000));
     r.retries = static_cast<int>(number_in(retries_, ctx, "retries", 0, 5));
     std::string credential = credential_.text(ctx);
-    if (!credential.empty()) read_credential(ctx, credential, r);
+    if (!credential.empty())
+      read_credential(ctx, credential, r);
     else if (r.provider == llm::Provider::Bedrock)
-      throw EvalError("bedrock needs a credential: a vault name with access_key_id, "
-                      "secret_access_key and region");
+      throw EvalError(
+          "bedrock needs a credential: a vault name with access_key_id, "
+          "secret_access_key and region");
     std::string base = base_url_.text(ctx);
     if (base.empty())
       base = r.provider == llm::Provider::OpenAi
@@ -203,8 +208,7 @@ class ModelSettings {
 
 /// Calls, failures and tokens of one node: its performance counters.
 struct Usage {
-  std::atomic<uint64_t> calls{0}, errors{0}, timeouts{0}, prompt_tokens{0},
-      completion_tokens{0};
+  std::atomic<uint64_t> calls{0}, errors{0}, timeouts{0}, prompt_tokens{0}, completion_tokens{0};
   void add(const ChatReply& r) {
     calls.fetch_add(1, std::memory_order_relaxed);
     if (r.status == ChatReply::Status::Error) errors.fetch_add(1, std::memory_order_relaxed);
@@ -233,7 +237,8 @@ ChatReply call_model(ExecContext& ctx, const ChatRequest& r, Usage& usage, int s
       last += ": '" + clip(m.content) + "'";
     }
     ctx.note(prefix + "prompt to " + r.model + " (" + std::to_string(r.messages.size()) +
-             " messages" + (r.tools.empty() ? "" : ", " + std::to_string(r.tools.size()) + " tools") +
+             " messages" +
+             (r.tools.empty() ? "" : ", " + std::to_string(r.tools.size()) + " tools") +
              "), last " + last);
   }
   HttpClient* http = ctx.services.http;
@@ -298,12 +303,12 @@ RuleSpec llm_chat_spec() {
       "performance data and /metrics. The call waits, so a configuration using it runs its "
       "requests off the event loops.";
   s.params = model_params(60000);
-  s.params.push_back({"json", ParamType::Boolean, false, Value(false),
-                      "Ask for a JSON object and parse the answer into output.", {}});
-  s.params.push_back({"output", ParamType::Variable, false, Value("LLM_ANSWER"),
-                      "The variable that gets the answer.", {}});
-  s.params.push_back({"usage", ParamType::Variable, false, Value("LLM_USAGE"),
-                      "The variable that gets the token counts.", {}});
+  s.params.push_back(optional("json", ParamType::Boolean, Value(false),
+                              "Ask for a JSON object and parse the answer into output."));
+  s.params.push_back(optional("output", ParamType::Variable, Value("LLM_ANSWER"),
+                              "The variable that gets the answer."));
+  s.params.push_back(optional("usage", ParamType::Variable, Value("LLM_USAGE"),
+                              "The variable that gets the token counts."));
   s.chain_points = {"ok", "error", "timeout"};
   s.may_wait = true;
   return s;
@@ -446,20 +451,20 @@ RuleSpec ai_agent_spec() {
       "step (prompt, tool call, tool result, tokens) is noted in the trace; `usage` gets "
       "{steps, tool_calls, prompt_tokens, completion_tokens}.";
   s.params = model_params(60000);
-  s.params.push_back({"tools", ParamType::List, false, Value(List()),
-                      "Rule set names the model may call; each needs a description.", {}});
-  s.params.push_back({"max_steps", ParamType::Number, false, Value(6),
-                      "The most model calls for one request, 1 to 50.", {}});
-  s.params.push_back({"conversation", ParamType::String, false, Value(""),
-                      "The memory key (a template, e.g. ${session}); empty: no memory.", {}});
-  s.params.push_back({"memory_ttl_s", ParamType::Number, false, Value(3600),
-                      "Seconds a conversation is kept after its last use.", {}});
-  s.params.push_back({"memory_messages", ParamType::Number, false, Value(40),
-                      "The most messages a conversation keeps (older ones are dropped).", {}});
-  s.params.push_back({"output", ParamType::Variable, false, Value("AI_ANSWER"),
-                      "The variable that gets the answer.", {}});
-  s.params.push_back({"usage", ParamType::Variable, false, Value("AI_USAGE"),
-                      "The variable that gets the step and token counts.", {}});
+  s.params.push_back(optional("tools", ParamType::List, Value(List()),
+                              "Rule set names the model may call; each needs a description."));
+  s.params.push_back(optional("max_steps", ParamType::Number, Value(6),
+                              "The most model calls for one request, 1 to 50."));
+  s.params.push_back(optional("conversation", ParamType::String, Value(""),
+                              "The memory key (a template, e.g. ${session}); empty: no memory."));
+  s.params.push_back(optional("memory_ttl_s", ParamType::Number, Value(3600),
+                              "Seconds a conversation is kept after its last use."));
+  s.params.push_back(optional("memory_messages", ParamType::Number, Value(40),
+                              "The most messages a conversation keeps (older ones are dropped)."));
+  s.params.push_back(optional("output", ParamType::Variable, Value("AI_ANSWER"),
+                              "The variable that gets the answer."));
+  s.params.push_back(optional("usage", ParamType::Variable, Value("AI_USAGE"),
+                              "The variable that gets the step and token counts."));
   s.chain_points = {"answered", "error", "budget_exceeded"};
   s.may_wait = true;
   return s;
@@ -506,10 +511,9 @@ class AiAgentRule : public Rule {
     user.content = model_.prompt(ctx);
     r.messages.push_back(std::move(user));
     if (ctx.tracing())
-      ctx.note(conversation.empty()
-                   ? std::string("no conversation memory")
-                   : "conversation '" + clip(conversation, 80) + "': " +
-                         std::to_string(first_new) + " earlier messages");
+      ctx.note(conversation.empty() ? std::string("no conversation memory")
+                                    : "conversation '" + clip(conversation, 80) +
+                                          "': " + std::to_string(first_new) + " earlier messages");
 
     uint64_t prompt_tokens = 0, completion_tokens = 0, tool_calls = 0;
     auto set_usage = [&](int steps) {
@@ -567,8 +571,8 @@ class AiAgentRule : public Rule {
         } else if (call.arguments.is_null() && !call.arguments_text.empty() &&
                    call.arguments_text != "{}") {
           result.tool_error = true;
-          result.content = "error: the arguments are not a JSON object: " +
-                           clip(call.arguments_text, 100);
+          result.content =
+              "error: the arguments are not a JSON object: " + clip(call.arguments_text, 100);
         } else {
           ToolOutcome outcome = run_tool(ctx.runtime(), *tool, call.arguments, &ctx);
           result.tool_error = outcome.error;
@@ -626,16 +630,16 @@ std::unique_ptr<Rule> make_ai_agent(CompileContext& cc) {
     const std::string& name = v.as_string();
     const std::string* text = cc.package().find("rulesets/" + name + ".json");
     if (!text) {
-      cc.error("tools", "rule set '" + name + "' does not exist (there is no rulesets/" + name +
-                            ".json)");
+      cc.error("tools",
+               "rule set '" + name + "' does not exist (there is no rulesets/" + name + ".json)");
       ok = false;
       continue;
     }
     std::string err;
     Value doc = json_parse(*text, &err);
     const Value* description = doc.is_map() ? doc.as_map().find("description") : nullptr;
-    if (err.empty() && (!description || !description->is_string() ||
-                        description->as_string().empty())) {
+    if (err.empty() &&
+        (!description || !description->is_string() || description->as_string().empty())) {
       cc.error("tools", "rule set '" + name +
                             "' needs a \"description\": it tells the model what the tool does");
       ok = false;

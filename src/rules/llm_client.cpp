@@ -86,15 +86,15 @@ Value openai_body(const ChatRequest& r) {
         break;
       case Message::Role::Assistant: {
         m.set("role", Value("assistant"));
-        m.set("content", msg.tool_calls.empty() || !msg.content.empty() ? Value(msg.content)
-                                                                         : Value());
+        m.set("content",
+              msg.tool_calls.empty() || !msg.content.empty() ? Value(msg.content) : Value());
         if (!msg.tool_calls.empty()) {
           List calls;
           for (const ToolCall& c : msg.tool_calls) {
             Map fn;
             fn.set("name", Value(c.name));
-            fn.set("arguments", Value(c.arguments_text.empty() ? std::string("{}")
-                                                               : c.arguments_text));
+            fn.set("arguments",
+                   Value(c.arguments_text.empty() ? std::string("{}") : c.arguments_text));
             Map call;
             call.set("id", Value(c.id));
             call.set("type", Value("function"));
@@ -377,8 +377,7 @@ bool sign_bedrock(const ChatRequest& r, HttpCall& call, std::string* error) {
   req.body = call.body;
   net::sigv4::Credentials creds{r.credentials.access_key_id, r.credentials.secret_access_key,
                                 r.credentials.session_token};
-  auto s = net::sigv4::sign_v4(req, creds, {r.region, "bedrock"},
-                               std::chrono::system_clock::now());
+  auto s = net::sigv4::sign_v4(req, creds, {r.region, "bedrock"}, std::chrono::system_clock::now());
   call.headers.emplace_back("Host", host);
   for (auto& h : s.headers) call.headers.push_back(h);
   return true;
@@ -393,9 +392,12 @@ bool sign_bedrock(const ChatRequest& r, HttpCall& call, std::string* error) {
 }  // namespace
 
 bool parse_provider(std::string_view name, Provider* out) {
-  if (name == "openai") *out = Provider::OpenAi;
-  else if (name == "bedrock") *out = Provider::Bedrock;
-  else return false;
+  if (name == "openai")
+    *out = Provider::OpenAi;
+  else if (name == "bedrock")
+    *out = Provider::Bedrock;
+  else
+    return false;
   return true;
 }
 

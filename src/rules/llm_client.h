@@ -21,9 +21,9 @@ enum class Provider { OpenAi, Bedrock };
 
 /// A tool the model asked for.
 struct ToolCall {
-  std::string id;    // echoed back with the result
-  std::string name;  // the tool (a rule set name)
-  Value arguments;   // a map when the model sent valid JSON, else null
+  std::string id;              // echoed back with the result
+  std::string name;            // the tool (a rule set name)
+  Value arguments;             // a map when the model sent valid JSON, else null
   std::string arguments_text;  // as the model sent it (for errors and the trace)
 };
 
@@ -50,8 +50,9 @@ struct Credentials {
 
 struct ChatRequest {
   Provider provider = Provider::OpenAi;
-  std::string base_url;  // "https://api.openai.com/v1", "https://bedrock-runtime.REGION.amazonaws.com"
-  std::string region;    // Bedrock: the region signed for
+  std::string
+      base_url;  // "https://api.openai.com/v1", "https://bedrock-runtime.REGION.amazonaws.com"
+  std::string region;  // Bedrock: the region signed for
   std::string model;
   std::string system;
   std::vector<Message> messages;

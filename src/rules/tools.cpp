@@ -14,17 +14,16 @@ const char* schema_type(const std::string& type) {
 bool fits(const std::string& type, const Value& v) {
   if (type == "string") return v.is_string();
   if (type == "number") return v.is_number();
-  if (type == "integer") return v.is_number() && std::isfinite(v.as_number()) &&
-                                std::floor(v.as_number()) == v.as_number();
+  if (type == "integer")
+    return v.is_number() && std::isfinite(v.as_number()) &&
+           std::floor(v.as_number()) == v.as_number();
   if (type == "boolean") return v.is_bool();
   if (type == "list") return v.is_list();
   if (type == "map") return v.is_map();
   return false;
 }
 
-const char* article(const std::string& type) {
-  return type == "integer" ? "an " : "a ";
-}
+const char* article(const std::string& type) { return type == "integer" ? "an " : "a "; }
 
 }  // namespace
 
