@@ -3,9 +3,12 @@
 // rules and wiring them, see a validation error appear and clear, save, deploy to the agent
 // and fetch its answer; then the dashboard, the agent's logs, trace and performance data.
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { dragRule, nodeProblems, selectNode, setParam, wire, wires } from './editor.mjs';
-import { eventually, launchBrowser, screenshotPath } from './harness.mjs';
+import { eventually, launchBrowser, run, screenshotPath } from './harness.mjs';
 import { startAgent, startConsole } from './processes.mjs';
 
 let agent, consoleServer, browser, page;
@@ -129,4 +132,45 @@ test('the dashboard shows what the agent runs; its page shows logs, a trace and 
 
   await page.getByRole('tab', { name: 'Logs' }).click();
   await eventually(async () => assert.match(await page.getByTestId('log-text').innerText(), /\S/));
+});
+
+test('an uploaded extension shows with progress, and its rules join the editor\'s catalogue', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cap-extension-'));
+  mkdirSync(path.join(dir, 'rules'));
+  writeFileSync(
+    path.join(dir, 'extension.json'),
+    JSON.stringify({
+      name: 'demo',
+      version: '1.0.0',
+      cap: '>=0.1',
+      rules: [
+        {
+          name: 'Threshold',
+          group: 'Demo',
+          doc: 'Compares a number with a threshold.',
+          params: [
+            { name: 'value', type: 'number', required: true },
+            { name: 'threshold', type: 'number', default: 0 },
+          ],
+          chain_points: ['above', 'equal', 'below'],
+          script: 'rules/threshold.lua',
+        },
+      ],
+    }),
+  );
+  writeFileSync(path.join(dir, 'rules/threshold.lua'), 'return function(ctx, p) if p.value > p.threshold then return "above" end return "below" end\n');
+  const zipped = await run('zip', ['-q', '-r', 'demo.zip', 'extension.json', 'rules'], { cwd: dir });
+  assert.equal(zipped.code, 0, zipped.stderr);
+
+  await page.getByRole('link', { name: 'Extensions' }).click();
+  await page.getByText('No extensions uploaded yet').waitFor();
+  await page.getByTestId('extension-file').setInputFiles(path.join(dir, 'demo.zip'));
+  await page.getByText('Uploaded demo 1.0.0').waitFor();
+  await eventually(async () => assert.match(await page.getByTestId('extensions').innerText(), /demo\s+1\.0\.0/));
+
+  await page.goto(`${consoleServer.url}/repositories/shop/configurations/web/rulesets/main`);
+  await page.getByTestId('catalogue-search').fill('threshold');
+  await page.getByTestId('catalogue-Threshold').waitFor();
+  assert.deepEqual(await page.locator('.catalogue h4').allInnerTexts(), ['DEMO']);
+  assert.match(await page.getByTestId('catalogue-Threshold').innerText(), /demo/);
 });
