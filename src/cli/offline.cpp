@@ -95,18 +95,22 @@ std::shared_ptr<const Configuration> load(const std::string& dir, std::ostream& 
 }
 
 /// Without CAP_DB_URL, configurations that name `${env:CAP_DB_URL}` get a SQLite file:
-/// `capctl test` an empty one in a temporary folder for each run, so tests repeat;
-/// `capctl run` $CAP_HOME/capctl.sqlite (default cap-home/), so entries stay between runs.
+/// `capctl test` an empty one in a temporary folder for each run, so tests repeat (and,
+/// without CAP_SHARED_DIR, an empty shared folder there too); `capctl run`
+/// $CAP_HOME/capctl.sqlite (default cap-home/), so entries stay between runs.
 class OfflineDatabase {
  public:
   explicit OfflineDatabase(bool scratch) {
-    if (std::getenv("CAP_DB_URL")) return;
     std::error_code ec;
+    if (scratch) {
+      std::string tmpl = (fs::temp_directory_path(ec) / "capctl-test-XXXXXX").string();
+      if (::mkdtemp(tmpl.data())) temp_ = tmpl;
+    }
+    if (std::getenv("CAP_DB_URL")) return;
     std::string folder;
     if (scratch) {
-      std::string tmpl = (fs::temp_directory_path(ec) / "capctl-db-XXXXXX").string();
-      if (!::mkdtemp(tmpl.data())) return;
-      folder = temp_ = tmpl;
+      if (temp_.empty()) return;
+      folder = temp_;
     } else {
       const char* home = std::getenv("CAP_HOME");
       folder = home ? home : "cap-home";
@@ -123,6 +127,8 @@ class OfflineDatabase {
   }
   OfflineDatabase(const OfflineDatabase&) = delete;
   OfflineDatabase& operator=(const OfflineDatabase&) = delete;
+  /// The shared folder for a test run without CAP_SHARED_DIR, or "".
+  std::string scratch_shared() const { return temp_.empty() ? "" : temp_ + "/shared"; }
 
  private:
   std::string temp_;
@@ -139,7 +145,10 @@ struct Host {
   std::unique_ptr<store::SqlHub> sql;
   HostServices services() {
     const char* shared = std::getenv("CAP_SHARED_DIR");
-    files = std::make_unique<LocalFiles>(shared ? shared : "cap-home/shared");
+    std::string scratch = offline_db.scratch_shared();
+    files = std::make_unique<LocalFiles>(shared            ? std::string(shared)
+                                         : scratch.empty() ? std::string("cap-home/shared")
+                                                           : scratch);
     const char* user = std::getenv("CAP_DB_USER");
     const char* password = std::getenv("CAP_DB_PASSWORD");
     store::SqlHubOptions sql_options;

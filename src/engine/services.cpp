@@ -96,7 +96,17 @@ FileStatus resolve(const std::string& root_text, std::string_view path, bool all
     *error = "the shared folder cannot be used: " + ec.message();
     return FileStatus::Failed;
   }
-  *full = fs::weakly_canonical(*root / std::string(path), ec);
+  // The folder part resolved with every link followed; the last part only when it is a
+  // link itself, so a file being replaced (renamed over) at this moment is never missed.
+  fs::path joined = (*root / std::string(path)).lexically_normal();
+  fs::path name = joined.filename();
+  fs::path folder = name.empty() ? joined : joined.parent_path();
+  *full = fs::weakly_canonical(folder, ec);
+  if (!ec && !name.empty()) {
+    *full /= name;
+    std::error_code missing;  // a file that does not exist yet is no link
+    if (fs::is_symlink(fs::symlink_status(*full, missing))) *full = fs::weakly_canonical(*full, ec);
+  }
   if (ec) {
     *error = "cannot resolve '" + std::string(path) + "': " + ec.message();
     return FileStatus::Failed;
