@@ -136,7 +136,7 @@ CommandResult Activator::persist_and_publish(AgentState next,
   return ok;
 }
 
-CommandResult Activator::activate(std::string_view zip) {
+CommandResult Activator::activate(std::string_view zip, std::string_view mode, bool stopped) {
   std::lock_guard lock(mu_);
   std::string sha256 = net::sha256_hex(zip);
   Built b = build(zip, sha256);
@@ -144,6 +144,8 @@ CommandResult Activator::activate(std::string_view zip) {
     agent_log().warn("deploy refused: {} ({} errors)", b.problem.error, b.problem.details.size());
     return b.problem;
   }
+  if (!mode.empty() && !b.runtime->set_mode(mode))
+    return failure(422, "the configuration has no mode '" + std::string(mode) + "'");
   AgentState next = state_;
   HistoryEntry entry{StateStore::new_id(next, sha256), b.runtime->configuration().name, sha256,
                      now_ms()};
@@ -153,10 +155,10 @@ CommandResult Activator::activate(std::string_view zip) {
     return failure(500, "cannot write the configuration in CAP_HOME", {err});
   }
   next.active = entry.id;
-  next.mode.clear();
-  next.stopped = false;
+  next.mode = b.runtime->mode();
+  next.stopped = stopped;
   StateStore::record_activation(next, entry);
-  CommandResult r = persist_and_publish(std::move(next), serving_for(b.runtime, entry, false));
+  CommandResult r = persist_and_publish(std::move(next), serving_for(b.runtime, entry, stopped));
   if (r.status != 200) return r;
   r.warnings = std::move(b.problem.warnings);
   agent_log().info("activated configuration {} ({}, sha256 {})", entry.id, entry.name, sha256);
@@ -289,6 +291,21 @@ bool Activator::active_zip(std::string* zip, std::string* error) const {
   }
   const HistoryEntry* e = state_.find(state_.active);
   return store_.read_configuration(e->id, e->sha256, zip, error);
+}
+
+bool Activator::active_state(std::string* zip, std::string* name, std::string* mode, bool* stopped,
+                             std::string* error) const {
+  std::lock_guard lock(mu_);
+  if (state_.active.empty()) {
+    *error = "no configuration is active";
+    return false;
+  }
+  const HistoryEntry* e = state_.find(state_.active);
+  if (!store_.read_configuration(e->id, e->sha256, zip, error)) return false;
+  *name = e->name;
+  *mode = state_.mode;
+  *stopped = state_.stopped;
+  return true;
 }
 
 }  // namespace cap::agent
