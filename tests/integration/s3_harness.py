@@ -122,6 +122,8 @@ class S3Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
 
     def env(self, key=None, **extra):
         """The environment a cap process needs to reach this store with `key`."""
