@@ -29,6 +29,10 @@ struct CommandResult {
   std::string id;  // the configuration now active (activate, rollback)
 };
 
+/// A failed result with `status`, `error` and `details`.
+CommandResult command_failure(int status, std::string error,
+                              std::vector<std::string> details = {});
+
 class Activator {
  public:
   Activator(StateStore& store, const RuleRegistry& registry, HostServices services,

@@ -19,14 +19,6 @@ namespace {
 
 constexpr std::string_view kSealMagic = "CAPVAULT1\n";
 
-CommandResult failure(int status, std::string error, std::vector<std::string> details = {}) {
-  CommandResult r;
-  r.status = status;
-  r.error = std::move(error);
-  r.details = std::move(details);
-  return r;
-}
-
 /// Reads every regular file of the extensions folder (none when it does not exist).
 bool read_extensions(const std::string& dir, std::map<std::string, std::string>* out,
                      std::string* error) {
@@ -208,29 +200,30 @@ CommandResult SnapshotService::capture(std::string* zip) {
   if (!activator_.active_state(&s.configuration_zip, &s.configuration_name, &s.mode, &s.stopped,
                                &error)) {
     if (error == "no configuration is active")
-      return failure(409, "no configuration is active: there is nothing to snapshot");
-    return failure(500, "cannot read the active configuration", {error});
+      return command_failure(409, "no configuration is active: there is nothing to snapshot");
+    return command_failure(500, "cannot read the active configuration", {error});
   }
   if (!read_extensions(extensions_dir(), &s.extensions, &error))
-    return failure(500, "cannot read the installed extensions", {error});
+    return command_failure(500, "cannot read the installed extensions", {error});
   Value creds = vault_.credentials();
   if (creds.is_map() && !creds.as_map().empty()) {
     if (settings_.mgmt_key.empty())
-      return failure(503, "the vault cannot be sealed without CAP_MGMT_KEY");
+      return command_failure(503, "the vault cannot be sealed without CAP_MGMT_KEY");
     std::string plain = to_json(creds);
     bool sealed = seal_vault_for_snapshot(plain, settings_.mgmt_key, &s.vault_sealed, &error);
     std::fill(plain.begin(), plain.end(), '\0');
-    if (!sealed) return failure(500, "cannot seal the vault", {error});
+    if (!sealed) return command_failure(500, "cannot seal the vault", {error});
   }
   s.agent_version = CAP_VERSION;
   s.agent_name = settings_.agent_name;
   s.created_at = iso8601_utc(SystemClock().now_ms());
   if (!store::write_snapshot(s, zip, &error))
-    return failure(500, "cannot write the snapshot", {error});
+    return command_failure(500, "cannot write the snapshot", {error});
   // What this agent could not restore itself is refused here rather than found out later.
   store::Snapshot check;
   if (!store::read_snapshot(*zip, &check, &error))
-    return failure(409, "the agent's state cannot be captured as a restorable snapshot", {error});
+    return command_failure(409, "the agent's state cannot be captured as a restorable snapshot",
+                           {error});
   agent_log().info("snapshot captured: configuration {}, {} extensions, vault {}, {} bytes",
                    s.configuration_name, s.extensions.size(),
                    s.vault_sealed.empty() ? "empty" : "sealed", zip->size());
@@ -241,39 +234,41 @@ CommandResult SnapshotService::restore(std::string_view zip) {
   store::Snapshot s;
   std::string error;
   if (!store::read_snapshot(zip, &s, &error))
-    return failure(422, "the snapshot is not valid", {error});
+    return command_failure(422, "the snapshot is not valid", {error});
 
   // The vault must open before anything changes.
   Value creds{Map()};
   if (!s.vault_sealed.empty()) {
     if (!AgentVault::available())
-      return failure(422, "the snapshot holds a vault, and this cap-agent has no libsodium");
+      return command_failure(422,
+                             "the snapshot holds a vault, and this cap-agent has no libsodium");
     if (settings_.mgmt_key.empty())
-      return failure(422,
-                     "the snapshot holds a vault sealed with the management key, and this agent "
-                     "has no CAP_MGMT_KEY");
+      return command_failure(
+          422,
+          "the snapshot holds a vault sealed with the management key, and this agent "
+          "has no CAP_MGMT_KEY");
     std::string plain;
     if (!open_vault_from_snapshot(s.vault_sealed, settings_.mgmt_key, &plain, &error))
-      return failure(422, "the snapshot's vault cannot be opened", {error});
+      return command_failure(422, "the snapshot's vault cannot be opened", {error});
     std::string parse_error;
     creds = json_parse(plain, &parse_error);
     std::fill(plain.begin(), plain.end(), '\0');
     if (!parse_error.empty() || !creds.is_map())
-      return failure(422, "the snapshot's vault opens but does not hold credentials");
+      return command_failure(422, "the snapshot's vault opens but does not hold credentials");
   }
 
   // Extensions: staged, swapped in whole, reloaded.
   ExtensionsSwap extensions(extensions_dir());
   if (!extensions.stage(s.extensions, &error) || !extensions.swap_in(&error)) {
     extensions.revert();
-    return failure(500, "cannot write the extensions in CAP_HOME", {error});
+    return command_failure(500, "cannot write the extensions in CAP_HOME", {error});
   }
   auto reload = [&](std::string* why) { return !reload_extensions || reload_extensions(why); };
   if (!reload(&error)) {
     extensions.revert();
     std::string ignored;
     reload(&ignored);
-    return failure(422, "the snapshot's extensions cannot be loaded", {error});
+    return command_failure(422, "the snapshot's extensions cannot be loaded", {error});
   }
 
   // The vault, keeping the old credentials to put back.
@@ -284,7 +279,7 @@ CommandResult SnapshotService::restore(std::string_view zip) {
       extensions.revert();
       std::string ignored;
       reload(&ignored);
-      return failure(500, "cannot store the snapshot's vault", {error});
+      return command_failure(500, "cannot store the snapshot's vault", {error});
     }
     vault_changed = true;
   }
