@@ -179,7 +179,7 @@ CommandResult Activator::rollback(std::string_view id) {
     const HistoryEntry* target = state_.find(id);
     if (!target)
       return command_failure(404, "no kept configuration has the id '" + std::string(id) + "'",
-                     {"GET /v1/configuration/history lists the kept ones"});
+                             {"GET /v1/configuration/history lists the kept ones"});
     candidates.push_back(*target);
   }
   HistoryEntry entry;
@@ -235,7 +235,7 @@ CommandResult Activator::set_mode(std::string_view mode) {
     std::string list;
     for (auto& k : known) list += (list.empty() ? "" : ", ") + k;
     return command_failure(422, "the configuration has no mode '" + std::string(mode) + "'",
-                   {"known modes: " + list});
+                           {"known modes: " + list});
   }
   AgentState next = state_;
   next.mode = current->runtime->mode();
