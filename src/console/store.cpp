@@ -112,9 +112,11 @@ Response Console::vault(const Caller& c, const Request& r, const std::vector<std
         fields[k] = v;
       }
     }
-    json::array names;
+    std::set<std::string> sorted;
     for (auto& [k, v] : fields)
-      if (!k.empty()) names.emplace_back(k);
+      if (!k.empty()) sorted.insert(std::string(k));
+    json::array names;
+    for (auto& k : sorted) names.emplace_back(k);
     DbSession s(db_);
     s.begin();
     bool exists = s.one("SELECT 1 FROM vault WHERE name = $1", {name}).has_value();
