@@ -49,7 +49,8 @@ void Announcer::run() {
       agent_log().info("announced to the console at {} as {}", a_.console_url, a_.agent_name);
       return;
     }
-    std::string why = reply.status == 0 ? reply.error : "it answered " + std::to_string(reply.status);
+    std::string why =
+        reply.status == 0 ? reply.error : "it answered " + std::to_string(reply.status);
     std::string detail;
     if (reply.status != 0) {
       std::string err;
@@ -57,8 +58,8 @@ void Announcer::run() {
       if (err.empty() && v.is_map())
         if (const Value* e = v.as_map().find("error"); e && e->is_string()) detail = e->as_string();
     }
-    bool final = reply.status == 400 || reply.status == 401 || reply.status == 403 ||
-                 reply.status == 404;
+    bool final =
+        reply.status == 400 || reply.status == 401 || reply.status == 403 || reply.status == 404;
     if (final) {
       agent_log().error(
           "the console at {} refused the announcement ({}{}{}); register the agent by hand or "
@@ -66,9 +67,9 @@ void Announcer::run() {
           a_.console_url, why, detail.empty() ? "" : ": ", detail);
       return;
     }
-    agent_log().warn("announcing to the console at {} failed (attempt {}: {}{}{}); retrying in {} s",
-                     a_.console_url, attempt, why, detail.empty() ? "" : ": ", detail,
-                     pause.count());
+    agent_log().warn(
+        "announcing to the console at {} failed (attempt {}: {}{}{}); retrying in {} s",
+        a_.console_url, attempt, why, detail.empty() ? "" : ": ", detail, pause.count());
     std::unique_lock lock(mu_);
     if (cv_.wait_for(lock, pause, [this] { return stop_; })) return;
     pause = std::min(pause * 2, std::chrono::seconds(30));

@@ -61,9 +61,10 @@ Response pass_through(const AgentDef& a, const HttpReply& reply) {
 // Loading definitions
 
 std::optional<AgentDef> Console::load_agent(DbSession& s, const std::string& id) {
-  auto row = s.one("SELECT id, host, port, web_port, key_sealed, type, grp, registered, created_at "
-                   "FROM agents WHERE id = $1",
-                   {id});
+  auto row = s.one(
+      "SELECT id, host, port, web_port, key_sealed, type, grp, registered, created_at "
+      "FROM agents WHERE id = $1",
+      {id});
   if (!row) return std::nullopt;
   AgentDef a;
   a.id = row->text(0);
@@ -173,8 +174,10 @@ void Console::poll_loop() {
       AgentStatus before = cached_status(a.id);
       AgentStatus now = check_agent(a);
       if (before.known && before.online != now.online) {
-        if (now.online) spdlog::info("agent {} is online", a.id);
-        else spdlog::warn("agent {} is offline: {}", a.id, now.error);
+        if (now.online)
+          spdlog::info("agent {} is online", a.id);
+        else
+          spdlog::warn("agent {} is offline: {}", a.id, now.error);
       }
     }
     std::unique_lock lock(poll_mu_);
@@ -185,12 +188,19 @@ void Console::poll_loop() {
 }
 
 json::object Console::agent_json(const AgentDef& a, DbSession& s) {
-  json::object o{{"id", a.id},          {"host", a.host},   {"port", a.port},
-                 {"type", a.type},      {"group", a.group}, {"registered", a.registered},
-                 {"key_set", !a.key.empty()}, {"created_at", iso_time(a.created_at)}};
+  json::object o{{"id", a.id},
+                 {"host", a.host},
+                 {"port", a.port},
+                 {"type", a.type},
+                 {"group", a.group},
+                 {"registered", a.registered},
+                 {"key_set", !a.key.empty()},
+                 {"created_at", iso_time(a.created_at)}};
   o["web_port"] = a.web_port ? json::value(*a.web_port) : json::value();
   AgentStatus st = cached_status(a.id);
-  json::object status{{"online", st.online}, {"checked_at", st.known ? json::value(iso_time(st.checked_at)) : json::value()}};
+  json::object status{
+      {"online", st.online},
+      {"checked_at", st.known ? json::value(iso_time(st.checked_at)) : json::value()}};
   if (!st.error.empty()) status["error"] = st.error;
   json::value active;
   if (st.online) {
@@ -200,18 +210,16 @@ json::object Console::agent_json(const AgentDef& a, DbSession& s) {
     if (so.contains("configuration")) active = so.at("configuration");
   }
   status["configuration"] = active;
-  auto dep = s.one("SELECT deployment, configuration, revision, sha256, configuration_id, at FROM "
-                   "agent_deployed WHERE agent = $1",
-                   {a.id});
+  auto dep = s.one(
+      "SELECT deployment, configuration, revision, sha256, configuration_id, at FROM "
+      "agent_deployed WHERE agent = $1",
+      {a.id});
   json::value deployed;
   json::value drift;
   if (dep) {
-    deployed = json::object{{"deployment", dep->integer(0)},
-                            {"configuration", dep->text(1)},
-                            {"revision", dep->integer(2)},
-                            {"sha256", dep->text(3)},
-                            {"configuration_id", dep->text(4)},
-                            {"at", iso_time(dep->integer(5))}};
+    deployed = json::object{{"deployment", dep->integer(0)},    {"configuration", dep->text(1)},
+                            {"revision", dep->integer(2)},      {"sha256", dep->text(3)},
+                            {"configuration_id", dep->text(4)}, {"at", iso_time(dep->integer(5))}};
     if (st.online) {
       std::string running = active.is_object() && active.as_object().contains("sha256") &&
                                     active.as_object().at("sha256").is_string()
@@ -222,7 +230,8 @@ json::object Console::agent_json(const AgentDef& a, DbSession& s) {
         status["drift_reason"] = running.empty()
                                      ? "the agent runs no configuration"
                                      : "the agent runs another configuration than the console "
-                                       "deployed (" + dep->text(1) + " revision " +
+                                       "deployed (" +
+                                           dep->text(1) + " revision " +
                                            std::to_string(dep->integer(2)) + ")";
     }
   }
@@ -269,13 +278,15 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
       DbSession s(db_);
       s.begin();
       if (s.one("SELECT 1 FROM agents WHERE id = $1", {a.id}))
-        throw ApiError{409, "an agent with the id " + a.id + " exists already",
+        throw ApiError{409,
+                       "an agent with the id " + a.id + " exists already",
                        {"change it with PUT /api/v1/agents/" + a.id}};
-      s.query("INSERT INTO agents (id, host, port, web_port, key_sealed, type, grp, registered, "
-              "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-              {a.id, a.host, int64_t(a.port),
-               a.web_port ? DbParam(int64_t(*a.web_port)) : DbParam(nullptr), sealer_.seal(a.key),
-               a.type, a.group, a.registered, a.created_at});
+      s.query(
+          "INSERT INTO agents (id, host, port, web_port, key_sealed, type, grp, registered, "
+          "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+          {a.id, a.host, int64_t(a.port),
+           a.web_port ? DbParam(int64_t(*a.web_port)) : DbParam(nullptr), sealer_.seal(a.key),
+           a.type, a.group, a.registered, a.created_at});
       audit(s, c, "agent.create", a.id,
             json::object{{"host", a.host}, {"port", a.port}, {"type", a.type}, {"group", a.group}});
       s.commit();
@@ -305,7 +316,8 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
     }
     if (r.method == "PUT") {
       require_types(c, {UserType::Admin, UserType::Super}, "changing agent definitions");
-      json::object body = parse_object(r, {"id", "host", "port", "key", "type", "group", "web_port"});
+      json::object body =
+          parse_object(r, {"id", "host", "port", "key", "type", "group", "web_port"});
       if (auto other = get_string(body, "id"); other && *other != id)
         throw ApiError{400, "the id cannot be changed", {"define a new agent and delete this one"}};
       json::object changed;
@@ -322,11 +334,11 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
       {
         DbSession s(db_);
         s.begin();
-        s.query("UPDATE agents SET host = $1, port = $2, web_port = $3, key_sealed = $4, type = "
-                "$5, grp = $6 WHERE id = $7",
-                {a.host, int64_t(a.port),
-                 a.web_port ? DbParam(int64_t(*a.web_port)) : DbParam(nullptr),
-                 sealer_.seal(a.key), a.type, a.group, a.id});
+        s.query(
+            "UPDATE agents SET host = $1, port = $2, web_port = $3, key_sealed = $4, type = "
+            "$5, grp = $6 WHERE id = $7",
+            {a.host, int64_t(a.port), a.web_port ? DbParam(int64_t(*a.web_port)) : DbParam(nullptr),
+             sealer_.seal(a.key), a.type, a.group, a.id});
         audit(s, c, "agent.update", a.id, changed);
         s.commit();
       }
@@ -346,13 +358,15 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
       status_.erase(id);
       return no_content();
     }
-    throw ApiError{405, r.method + " is not allowed on " + r.path, {}, {{"Allow", "GET, PUT, DELETE"}}};
+    throw ApiError{
+        405, r.method + " is not allowed on " + r.path, {}, {{"Allow", "GET, PUT, DELETE"}}};
   }
 
   // The agent's own data, through the console.
   auto only = [&](std::string_view m) {
     if (r.method != m)
-      throw ApiError{405, r.method + " is not allowed on " + r.path, {}, {{"Allow", std::string(m)}}};
+      throw ApiError{
+          405, r.method + " is not allowed on " + r.path, {}, {{"Allow", std::string(m)}}};
   };
   if (sub == "/status") {
     only("GET");
@@ -373,7 +387,8 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
     if (!valid_name(file)) throw ApiError{400, "not a log file name: " + file};
     std::string path = "/v1/logs/" + file;
     if (auto tail = r.param("tail")) {
-      if (tail->empty() || tail->size() > 9 || tail->find_first_not_of("0123456789") != std::string::npos)
+      if (tail->empty() || tail->size() > 9 ||
+          tail->find_first_not_of("0123456789") != std::string::npos)
         throw ApiError{400, "tail must be a whole number of lines"};
       path += "?tail=" + *tail;
     }
@@ -389,7 +404,8 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
       require_agent(c, a, "read");
       return pass_through(a, agent_call(a, "GET", "/v1/trace"));
     }
-    only("POST");
+    if (r.method != "POST")
+      throw ApiError{405, r.method + " is not allowed on " + r.path, {}, {{"Allow", "GET, POST"}}};
     require_agent(c, a, "operate");
     json::object body = parse_object(r, {"count"});
     json::object sent;
@@ -411,7 +427,10 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
     if (reply.status == 200) {
       DbSession s(db_);
       boost::system::error_code ec;
-      audit(s, c, "agent" + std::string(sub == "/mode" ? ".mode" : sub == "/configuration/stop" ? ".stop" : ".start"),
+      audit(s, c,
+            "agent" + std::string(sub == "/mode"                 ? ".mode"
+                                  : sub == "/configuration/stop" ? ".stop"
+                                                                 : ".start"),
             a.id, json::parse(sent, ec));
     }
     return pass_through(a, reply);
@@ -422,12 +441,14 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
 // ---------------------------------------------------------------------------------------
 // Join tokens and self-registration
 
-Response Console::join_tokens(const Caller& c, const Request& r, const std::vector<std::string>& seg) {
+Response Console::join_tokens(const Caller& c, const Request& r,
+                              const std::vector<std::string>& seg) {
   require_types(c, {UserType::Admin, UserType::Super}, "managing join tokens");
   if (seg.size() == 3 && r.method == "GET") {
     DbSession s(db_);
     json::array out;
-    for (auto& row : s.query("SELECT name, grp, type, created_by, created_at FROM join_tokens ORDER BY name"))
+    for (auto& row :
+         s.query("SELECT name, grp, type, created_by, created_at FROM join_tokens ORDER BY name"))
       out.push_back(json::object{{"name", row.text(0)},
                                  {"group", row.text(1)},
                                  {"type", row.text(2)},
@@ -450,12 +471,14 @@ Response Console::join_tokens(const Caller& c, const Request& r, const std::vect
     s.begin();
     if (s.one("SELECT 1 FROM join_tokens WHERE name = $1", {name}))
       throw ApiError{409, "a join token named " + name + " exists already"};
-    s.query("INSERT INTO join_tokens (name, token_hash, grp, type, key_sealed, created_by, "
-            "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            {name, net::sha256_hex(token), group, type, sealer_.seal(key), c.username, now_ms()});
+    s.query(
+        "INSERT INTO join_tokens (name, token_hash, grp, type, key_sealed, created_by, "
+        "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        {name, net::sha256_hex(token), group, type, sealer_.seal(key), c.username, now_ms()});
     audit(s, c, "join_token.create", name, json::object{{"group", group}, {"type", type}});
     s.commit();
-    return json_response(201, json::object{{"name", name}, {"token", token}, {"group", group}, {"type", type}});
+    return json_response(
+        201, json::object{{"name", name}, {"token", token}, {"group", group}, {"type", type}});
   }
   if (seg.size() == 4 && r.method == "DELETE") {
     DbSession s(db_);
@@ -467,15 +490,20 @@ Response Console::join_tokens(const Caller& c, const Request& r, const std::vect
     s.commit();
     return no_content();
   }
-  throw ApiError{405, r.method + " is not allowed on " + r.path};
+  throw ApiError{405,
+                 r.method + " is not allowed on " + r.path,
+                 {},
+                 {{"Allow", seg.size() == 3 ? "GET, POST" : "DELETE"}}};
 }
 
 Response Console::announce(const Request& r) {
   std::string auth = r.header("authorization");
   constexpr std::string_view kScheme = "CAP-Join ";
   if (!auth.starts_with(kScheme))
-    throw ApiError{401, "an announcement carries Authorization: CAP-Join TOKEN (CAP_JOIN_TOKEN)",
-                   {}, {{"WWW-Authenticate", "CAP-Join"}}};
+    throw ApiError{401,
+                   "an announcement carries Authorization: CAP-Join TOKEN (CAP_JOIN_TOKEN)",
+                   {},
+                   {{"WWW-Authenticate", "CAP-Join"}}};
   std::string token = auth.substr(kScheme.size());
   std::optional<DbRow> jt;
   {
@@ -505,8 +533,9 @@ Response Console::announce(const Request& r) {
   if (!st.online) {
     std::lock_guard lock(status_mu_);
     status_.erase(a.id);
-    throw ApiError{422, "the console cannot reach the agent " + a.id + " at " + a.host + ":" +
-                            std::to_string(a.port) + " with the join token's key",
+    throw ApiError{422,
+                   "the console cannot reach the agent " + a.id + " at " + a.host + ":" +
+                       std::to_string(a.port) + " with the join token's key",
                    {st.error}};
   }
   auto& so = st.status.as_object();
@@ -520,24 +549,28 @@ Response Console::announce(const Request& r) {
   s.begin();
   bool exists = s.one("SELECT 1 FROM agents WHERE id = $1", {a.id}).has_value();
   if (exists) {
-    s.query("UPDATE agents SET host = $1, port = $2, web_port = $3, key_sealed = $4, type = $5, "
-            "grp = $6, registered = 'announced' WHERE id = $7",
-            {a.host, int64_t(a.port), a.web_port ? DbParam(int64_t(*a.web_port)) : DbParam(nullptr),
-             sealer_.seal(a.key), a.type, a.group, a.id});
+    s.query(
+        "UPDATE agents SET host = $1, port = $2, web_port = $3, key_sealed = $4, type = $5, "
+        "grp = $6, registered = 'announced' WHERE id = $7",
+        {a.host, int64_t(a.port), a.web_port ? DbParam(int64_t(*a.web_port)) : DbParam(nullptr),
+         sealer_.seal(a.key), a.type, a.group, a.id});
   } else {
-    s.query("INSERT INTO agents (id, host, port, web_port, key_sealed, type, grp, registered, "
-            "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            {a.id, a.host, int64_t(a.port),
-             a.web_port ? DbParam(int64_t(*a.web_port)) : DbParam(nullptr), sealer_.seal(a.key),
-             a.type, a.group, a.registered, a.created_at});
+    s.query(
+        "INSERT INTO agents (id, host, port, web_port, key_sealed, type, grp, registered, "
+        "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        {a.id, a.host, int64_t(a.port),
+         a.web_port ? DbParam(int64_t(*a.web_port)) : DbParam(nullptr), sealer_.seal(a.key), a.type,
+         a.group, a.registered, a.created_at});
   }
   audit(s, who, "agent.announce", a.id,
         json::object{{"host", a.host}, {"port", a.port}, {"group", a.group}, {"updated", exists}});
   s.commit();
   spdlog::info("agent {} announced itself from {} ({}:{}, group {})", a.id, r.remote, a.host,
                a.port, a.group.empty() ? "none" : a.group);
-  return json_response(200, json::object{{"id", a.id}, {"registered", exists ? "updated" : "created"},
-                                         {"group", a.group}, {"type", a.type}});
+  return json_response(200, json::object{{"id", a.id},
+                                         {"registered", exists ? "updated" : "created"},
+                                         {"group", a.group},
+                                         {"type", a.type}});
 }
 
 }  // namespace cap::console

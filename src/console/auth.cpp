@@ -37,8 +37,8 @@ bool secure_request(const Request& r) {
 }
 
 std::string session_cookie(const Request& r, const std::string& value, int64_t max_age) {
-  std::string c = "cap_session=" + value + "; Path=/; HttpOnly; SameSite=Strict; Max-Age=" +
-                  std::to_string(max_age);
+  std::string c = "cap_session=" + value +
+                  "; Path=/; HttpOnly; SameSite=Strict; Max-Age=" + std::to_string(max_age);
   if (secure_request(r)) c += "; Secure";
   return c;
 }
@@ -139,12 +139,16 @@ Caller Console::authenticate(const Request& r) {
       "JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1 AND t.kind = $2",
       {net::sha256_hex(token), kind});
   if (!row)
-    throw ApiError{401, kind == "token" ? "the token is not valid" : "the session is not valid",
-                   {"log in again"}, {{"WWW-Authenticate", "Bearer"}}};
+    throw ApiError{401,
+                   kind == "token" ? "the token is not valid" : "the session is not valid",
+                   {"log in again"},
+                   {{"WWW-Authenticate", "Bearer"}}};
   if (row->integer(2) <= now_ms()) {
     s.query("DELETE FROM auth_tokens WHERE token_hash = $1", {net::sha256_hex(token)});
-    throw ApiError{401, kind == "token" ? "the token has expired" : "the session has expired",
-                   {"log in again"}, {{"WWW-Authenticate", "Bearer"}}};
+    throw ApiError{401,
+                   kind == "token" ? "the token has expired" : "the session has expired",
+                   {"log in again"},
+                   {{"WWW-Authenticate", "Bearer"}}};
   }
   if (row->integer(5)) throw ApiError{401, "the user is disabled"};
   Caller c;
@@ -158,7 +162,8 @@ Caller Console::authenticate(const Request& r) {
     // token.
     std::string sent = r.header("x-csrf-token");
     if (sent.empty())
-      throw ApiError{403, "the X-CSRF-Token header is missing",
+      throw ApiError{403,
+                     "the X-CSRF-Token header is missing",
                      {"changes made through the session cookie must carry the csrf_token from "
                       "the login answer (also in GET /api/v1/auth/me)"}};
     if (!net::constant_time_equal(sent, row->text(1)))
@@ -199,8 +204,8 @@ Response Console::login(const Request& r, bool cookie) {
                  {username});
   }
   // Unknown users cost a hash too, so the answer's timing does not tell who exists.
-  bool ok = verify_password(user ? user->text(1) : dummy_hash(), password) && user &&
-            !user->integer(3);
+  bool ok =
+      verify_password(user ? user->text(1) : dummy_hash(), password) && user && !user->integer(3);
   Caller who;
   who.username = username;
   who.remote = r.remote;
@@ -243,9 +248,11 @@ Response Console::login(const Request& r, bool cookie) {
   json::object user_json{{"username", username}, {"type", type_name(who.type)}};
   if (!cookie)
     return json_response(
-        200, json::object{{"token", token}, {"expires_at", iso_time(expires)}, {"user", user_json}});
+        200,
+        json::object{{"token", token}, {"expires_at", iso_time(expires)}, {"user", user_json}});
   Response out = json_response(
-      200, json::object{{"csrf_token", csrf}, {"expires_at", iso_time(expires)}, {"user", user_json}});
+      200,
+      json::object{{"csrf_token", csrf}, {"expires_at", iso_time(expires)}, {"user", user_json}});
   out.headers.emplace_back("Set-Cookie", session_cookie(r, token, ttl_s));
   return out;
 }
@@ -253,7 +260,7 @@ Response Console::login(const Request& r, bool cookie) {
 Response Console::logout(const Request& r) {
   std::string auth = r.header("authorization");
   std::string token = auth.starts_with("Bearer ") ? auth.substr(7)
-                                                   : cookie_value(r.header("cookie"), "cap_session");
+                                                  : cookie_value(r.header("cookie"), "cap_session");
   DbSession s(db_);
   s.query("DELETE FROM auth_tokens WHERE token_hash = $1", {net::sha256_hex(token)});
   Response out;
@@ -269,7 +276,8 @@ Response Console::me(const Caller& c, const Request& r) {
   for (auto& right : c.rights) {
     json::array acts;
     for (auto& a : right.actions) acts.emplace_back(a);
-    rights.push_back(json::object{{"resource", right.resource}, {"match", right.match}, {"actions", acts}});
+    rights.push_back(
+        json::object{{"resource", right.resource}, {"match", right.match}, {"actions", acts}});
   }
   o["rights"] = rights;
   if (c.session) {
@@ -289,7 +297,8 @@ Response Console::change_password(const Caller& c, const Request& r) {
   std::string current = *get_string(body, "current_password", true);
   std::string next = *get_string(body, "new_password", true);
   if (next.size() < kMinPassword)
-    throw ApiError{400, "the new password is too short",
+    throw ApiError{400,
+                   "the new password is too short",
                    {"use at least " + std::to_string(kMinPassword) + " characters"}};
   std::string hash;
   {
@@ -322,9 +331,10 @@ void Console::ensure_admin() {
   std::string hash = hash_password(password);
   DbSession s(db_);
   s.begin();
-  s.query("INSERT INTO users (username, password_hash, type, disabled, created_at) VALUES "
-          "('admin', $1, 'admin', 0, $2)",
-          {hash, now_ms()});
+  s.query(
+      "INSERT INTO users (username, password_hash, type, disabled, created_at) VALUES "
+      "('admin', $1, 'admin', 0, $2)",
+      {hash, now_ms()});
   Caller system;
   system.username = "(console)";
   system.remote = "";
@@ -336,7 +346,8 @@ void Console::ensure_admin() {
               << "\ncap-console: it is shown only this once; change it after logging in"
               << std::endl;
   } else {
-    spdlog::info("first start: created the user \"admin\" with the password from CAP_ADMIN_PASSWORD");
+    spdlog::info(
+        "first start: created the user \"admin\" with the password from CAP_ADMIN_PASSWORD");
   }
 }
 
@@ -349,7 +360,8 @@ void Console::require_types(const Caller& c, std::initializer_list<UserType> typ
     if (c.type == t) return;
   std::string list;
   for (UserType t : types) list += (list.empty() ? "" : ", ") + std::string(type_name(t));
-  throw ApiError{403, "not allowed: " + std::string(what),
+  throw ApiError{403,
+                 "not allowed: " + std::string(what),
                  {"this needs a user of type " + list + "; " + c.username + " is " +
                   std::string(type_name(c.type))}};
 }
@@ -382,17 +394,19 @@ bool Console::may_repository(const Caller& c, std::string_view repo,
 
 void Console::require_agent(const Caller& c, const AgentDef& a, std::string_view action) const {
   if (!may_agent(c, a, action))
-    throw ApiError{403, "not allowed: " + std::string(action) + " on agent " + a.id,
-                   {c.username + " has no role granting \"" + std::string(action) +
-                    "\" on this agent"}};
+    throw ApiError{
+        403,
+        "not allowed: " + std::string(action) + " on agent " + a.id,
+        {c.username + " has no role granting \"" + std::string(action) + "\" on this agent"}};
 }
 
 void Console::require_repository(const Caller& c, std::string_view repo,
                                  std::string_view action) const {
   if (!may_repository(c, repo, action))
-    throw ApiError{403, "not allowed: " + std::string(action) + " on repository " + std::string(repo),
-                   {c.username + " has no role granting \"" + std::string(action) +
-                    "\" on this repository"}};
+    throw ApiError{
+        403,
+        "not allowed: " + std::string(action) + " on repository " + std::string(repo),
+        {c.username + " has no role granting \"" + std::string(action) + "\" on this repository"}};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -400,10 +414,11 @@ void Console::require_repository(const Caller& c, std::string_view repo,
 
 void Console::audit(DbSession& s, const Caller& c, std::string_view action, std::string_view target,
                     const json::value& details) {
-  s.query("INSERT INTO audit (at, username, remote, action, target, details) VALUES ($1, $2, $3, "
-          "$4, $5, $6)",
-          {now_ms(), c.username, c.remote, std::string(action), std::string(target),
-           json::serialize(details)});
+  s.query(
+      "INSERT INTO audit (at, username, remote, action, target, details) VALUES ($1, $2, $3, "
+      "$4, $5, $6)",
+      {now_ms(), c.username, c.remote, std::string(action), std::string(target),
+       json::serialize(details)});
 }
 
 Response Console::audit_list(const Caller& c, const Request& r) {
@@ -442,8 +457,8 @@ namespace {
 
 json::object user_json(DbSession& s, const DbRow& row) {
   json::array roles;
-  for (auto& rr : s.query("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role",
-                          {row.integer(0)}))
+  for (auto& rr :
+       s.query("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role", {row.integer(0)}))
     roles.emplace_back(rr.text(0));
   return json::object{{"username", row.text(1)},
                       {"type", row.text(2)},
@@ -455,7 +470,8 @@ json::object user_json(DbSession& s, const DbRow& row) {
 void check_roles_exist(DbSession& s, const std::vector<std::string>& roles) {
   std::vector<std::string> missing;
   for (auto& r : roles)
-    if (!s.one("SELECT 1 FROM roles WHERE name = $1", {r})) missing.push_back("no role \"" + r + "\"");
+    if (!s.one("SELECT 1 FROM roles WHERE name = $1", {r}))
+      missing.push_back("no role \"" + r + "\"");
   if (!missing.empty()) throw ApiError{400, "unknown roles", missing};
 }
 
@@ -463,8 +479,7 @@ void check_roles_exist(DbSession& s, const std::vector<std::string>& roles) {
 
 Response Console::users(const Caller& c, const Request& r, const std::vector<std::string>& seg) {
   require_types(c, {UserType::Admin, UserType::Security}, "managing users");
-  constexpr const char* kSelect =
-      "SELECT id, username, type, disabled, created_at FROM users";
+  constexpr const char* kSelect = "SELECT id, username, type, disabled, created_at FROM users";
   if (seg.size() == 3) {
     if (r.method == "GET") {
       DbSession s(db_);
@@ -480,7 +495,8 @@ Response Console::users(const Caller& c, const Request& r, const std::vector<std
     require_name("the user name", username);
     std::string password = *get_string(body, "password", true);
     if (password.size() < kMinPassword)
-      throw ApiError{400, "the password is too short",
+      throw ApiError{400,
+                     "the password is too short",
                      {"use at least " + std::to_string(kMinPassword) + " characters"}};
     std::string type = get_string(body, "type").value_or("user");
     if (!parse_user_type(type))
@@ -494,9 +510,10 @@ Response Console::users(const Caller& c, const Request& r, const std::vector<std
     check_roles_exist(s, roles);
     if (s.one("SELECT 1 FROM users WHERE username = $1", {username}))
       throw ApiError{409, "a user named " + username + " exists already"};
-    auto id = s.one("INSERT INTO users (username, password_hash, type, disabled, created_at) "
-                    "VALUES ($1, $2, $3, 0, $4) RETURNING id",
-                    {username, hash, type, now_ms()})
+    auto id = s.one(
+                   "INSERT INTO users (username, password_hash, type, disabled, created_at) "
+                   "VALUES ($1, $2, $3, 0, $4) RETURNING id",
+                   {username, hash, type, now_ms()})
                   ->integer(0);
     for (auto& role : roles)
       s.query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)", {id, role});
@@ -520,7 +537,8 @@ Response Console::users(const Caller& c, const Request& r, const std::vector<std
     json::object body = parse_object(r, {"password", "type", "roles", "disabled"});
     auto password = get_string(body, "password");
     if (password && password->size() < kMinPassword)
-      throw ApiError{400, "the password is too short",
+      throw ApiError{400,
+                     "the password is too short",
                      {"use at least " + std::to_string(kMinPassword) + " characters"}};
     auto type = get_string(body, "type");
     if (type && !parse_user_type(*type))
@@ -592,7 +610,8 @@ Response Console::users(const Caller& c, const Request& r, const std::vector<std
     out.content_type.clear();
     return out;
   }
-  throw ApiError{405, r.method + " is not allowed on " + r.path, {}, {{"Allow", "GET, PUT, DELETE"}}};
+  throw ApiError{
+      405, r.method + " is not allowed on " + r.path, {}, {{"Allow", "GET, PUT, DELETE"}}};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -634,7 +653,8 @@ Response Console::roles(const Caller& c, const Request& r, const std::vector<std
             {name, description, json::serialize(rights), now_ms()});
     audit(s, c, "role.create", name, json::object{{"rights", rights}});
     s.commit();
-    return json_response(201, json::object{{"name", name}, {"description", description}, {"rights", rights}});
+    return json_response(
+        201, json::object{{"name", name}, {"description", description}, {"rights", rights}});
   }
   if (seg.size() != 4) throw ApiError{404, "no such API endpoint: " + r.path};
   const std::string& name = seg[3];
@@ -680,7 +700,8 @@ Response Console::roles(const Caller& c, const Request& r, const std::vector<std
     out.content_type.clear();
     return out;
   }
-  throw ApiError{405, r.method + " is not allowed on " + r.path, {}, {{"Allow", "GET, PUT, DELETE"}}};
+  throw ApiError{
+      405, r.method + " is not allowed on " + r.path, {}, {{"Allow", "GET, PUT, DELETE"}}};
 }
 
 }  // namespace cap::console

@@ -91,8 +91,7 @@ json::object parse_object(const Request& r, std::initializer_list<std::string_vi
   return std::move(v.as_object());
 }
 
-std::optional<std::string> get_string(const json::object& o, std::string_view name,
-                                      bool required) {
+std::optional<std::string> get_string(const json::object& o, std::string_view name, bool required) {
   auto it = o.find(name);
   if (it == o.end() || it->value().is_null()) {
     if (required)
@@ -114,9 +113,12 @@ std::optional<int64_t> get_int(const json::object& o, std::string_view name, int
   }
   const json::value& v = it->value();
   int64_t n = 0;
-  if (v.is_int64()) n = v.as_int64();
-  else if (v.is_uint64() && v.as_uint64() < uint64_t(INT64_MAX)) n = int64_t(v.as_uint64());
-  else throw ApiError{400, "\"" + std::string(name) + "\" must be " + range};
+  if (v.is_int64())
+    n = v.as_int64();
+  else if (v.is_uint64() && v.as_uint64() < uint64_t(INT64_MAX))
+    n = int64_t(v.as_uint64());
+  else
+    throw ApiError{400, "\"" + std::string(name) + "\" must be " + range};
   if (n < min || n > max) throw ApiError{400, "\"" + std::string(name) + "\" must be " + range};
   return n;
 }
@@ -164,16 +166,21 @@ bool valid_name(std::string_view name) {
 
 void require_name(std::string_view what, std::string_view name) {
   if (!valid_name(name))
-    throw ApiError{400, std::string(what) + " is not a valid name",
+    throw ApiError{400,
+                   std::string(what) + " is not a valid name",
                    {"use 1 to 100 letters, digits, '.', '_' or '-', not starting with '.'"}};
 }
 
 std::string_view type_name(UserType t) {
   switch (t) {
-    case UserType::Admin: return "admin";
-    case UserType::Super: return "super";
-    case UserType::Security: return "security";
-    case UserType::User: return "user";
+    case UserType::Admin:
+      return "admin";
+    case UserType::Super:
+      return "super";
+    case UserType::Security:
+      return "security";
+    case UserType::User:
+      return "user";
   }
   return "user";
 }
@@ -301,8 +308,8 @@ void methods(const Request& r, std::initializer_list<std::string_view> allowed) 
     if (r.method == m) return;
   std::string list;
   for (auto m : allowed) list += (list.empty() ? "" : ", ") + std::string(m);
-  throw ApiError{405, r.method + " is not allowed on " + r.path, {"allowed: " + list},
-                 {{"Allow", list}}};
+  throw ApiError{
+      405, r.method + " is not allowed on " + r.path, {"allowed: " + list}, {{"Allow", list}}};
 }
 
 }  // namespace
@@ -311,12 +318,12 @@ Response Console::api(const Request& r, const std::vector<std::string>& seg) {
   std::string area = seg.size() > 2 ? seg[2] : "";
   if (area == "health" && seg.size() == 3) {
     methods(r, {"GET"});
-    return json_response(200, json::object{{"status", "ok"},
-                                           {"version", CAP_VERSION},
-                                           {"database", db_.dialect() == Dialect::Postgres
-                                                            ? "postgresql"
-                                                            : "sqlite"},
-                                           {"schema_version", db_.schema_version()}});
+    return json_response(
+        200,
+        json::object{{"status", "ok"},
+                     {"version", CAP_VERSION},
+                     {"database", db_.dialect() == Dialect::Postgres ? "postgresql" : "sqlite"},
+                     {"schema_version", db_.schema_version()}});
   }
   if (area == "auth" && seg.size() == 4 && (seg[3] == "token" || seg[3] == "login")) {
     methods(r, {"POST"});
@@ -384,7 +391,7 @@ std::string_view content_type_for(std::string_view path) {
 }
 
 bool read_file(const std::string& path, std::string* out) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
   std::ifstream in(path, std::ios::binary);
   if (!in) return false;

@@ -44,7 +44,7 @@ struct Settings {
   int64_t session_ttl_s = 8 * 3600;
   int64_t token_ttl_s = 30 * 24 * 3600;
   size_t max_upload_bytes = 64u << 20;
-  int login_attempts = 5;       // failures in a row before a lockout
+  int login_attempts = 5;  // failures in a row before a lockout
   int64_t login_lockout_s = 300;
   int agent_timeout_ms = 120000;  // one management call during a deploy
 };
@@ -55,7 +55,7 @@ bool settings_from_env(Settings* s, std::string* error);
 
 struct Request {
   std::string method, target, path, query, body, remote;
-  bool secure = false;                                      // arrived over TLS
+  bool secure = false;                                       // arrived over TLS
   std::vector<std::pair<std::string, std::string>> headers;  // names in lower case
   /// The first header named `name` (lower case), or "".
   std::string header(std::string_view name) const;
@@ -128,7 +128,7 @@ struct Caller {
 struct AgentStatus {
   bool known = false;
   bool online = false;
-  std::string error;  // why it is offline
+  std::string error;   // why it is offline
   json::value status;  // the agent's /v1/status answer
   int64_t checked_at = 0;
 };

@@ -13,7 +13,7 @@ bool crypto_init() { return sodium_init() >= 0; }
 
 bool Sealer::load(const std::string& home, std::string* error) {
   std::string path = home + "/installation.key";
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     if (errno != ENOENT) {
       *error = "cannot read " + path + ": " + std::strerror(errno);

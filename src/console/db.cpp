@@ -50,8 +50,10 @@ class SqliteConnection : public DbConnection {
       int idx = int(i + 1);
       int rc = SQLITE_OK;
       const DbParam& p = params[i];
-      if (std::holds_alternative<std::nullptr_t>(p)) rc = sqlite3_bind_null(st, idx);
-      else if (auto* n = std::get_if<int64_t>(&p)) rc = sqlite3_bind_int64(st, idx, *n);
+      if (std::holds_alternative<std::nullptr_t>(p))
+        rc = sqlite3_bind_null(st, idx);
+      else if (auto* n = std::get_if<int64_t>(&p))
+        rc = sqlite3_bind_int64(st, idx, *n);
       else if (auto* s = std::get_if<std::string>(&p))
         rc = sqlite3_bind_text64(st, idx, s->data(), s->size(), SQLITE_TRANSIENT, SQLITE_UTF8);
       else {
@@ -103,9 +105,9 @@ class SqliteConnection : public DbConnection {
 
 std::unique_ptr<DbConnection> open_sqlite(const std::string& path, std::string* error) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     *error = "cannot open the SQLite database " + path + ": " +
              (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -115,7 +117,8 @@ std::unique_ptr<DbConnection> open_sqlite(const std::string& path, std::string* 
   sqlite3_busy_timeout(db, 5000);
   auto conn = std::make_unique<SqliteConnection>(db);
   try {
-    conn->exec_script("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;");
+    conn->exec_script(
+        "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;");
   } catch (const DbError& e) {
     *error = "cannot set up the SQLite database " + path + ": " + e.what();
     return nullptr;
@@ -161,8 +164,10 @@ class PgConnection : public DbConnection {
         values[i] = nullptr;
         continue;
       }
-      if (auto* n = std::get_if<int64_t>(&p)) storage[i] = std::to_string(*n);
-      else if (auto* s = std::get_if<std::string>(&p)) storage[i] = *s;
+      if (auto* n = std::get_if<int64_t>(&p))
+        storage[i] = std::to_string(*n);
+      else if (auto* s = std::get_if<std::string>(&p))
+        storage[i] = *s;
       else {
         storage[i] = std::get<DbBlob>(p).data;
         formats[i] = 1;  // binary: the bytes as they are
@@ -193,8 +198,10 @@ class PgConnection : public DbConnection {
         }
         const char* v = PQgetvalue(res, r, c);
         size_t len = size_t(PQgetlength(res, r, c));
-        if (PQftype(res, c) == kByteaOid) row.cols.emplace_back(unhex_bytea(v, len));
-        else row.cols.emplace_back(std::string(v, len));
+        if (PQftype(res, c) == kByteaOid)
+          row.cols.emplace_back(unhex_bytea(v, len));
+        else
+          row.cols.emplace_back(std::string(v, len));
       }
       rows.push_back(std::move(row));
     }

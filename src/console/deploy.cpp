@@ -80,16 +80,17 @@ json::array strings(const std::vector<std::string>& v) {
 json::object deployment_json(const DbRow& row) {
   boost::system::error_code ec;
   json::value results = json::parse(row.text(9), ec);
-  json::object o{{"id", row.integer(0)},
-                 {"configuration", row.text(1)},
-                 {"revision", row.integer(2)},
-                 {"sha256", row.text(3)},
-                 {"strategy", row.text(4)},
-                 {"requested_by", row.text(5)},
-                 {"created_at", iso_time(row.integer(6))},
-                 {"finished_at", row.null(7) ? json::value() : json::value(iso_time(row.integer(7)))},
-                 {"ok", row.null(8) ? json::value() : json::value(row.integer(8) != 0)},
-                 {"results", ec ? json::array() : results}};
+  json::object o{
+      {"id", row.integer(0)},
+      {"configuration", row.text(1)},
+      {"revision", row.integer(2)},
+      {"sha256", row.text(3)},
+      {"strategy", row.text(4)},
+      {"requested_by", row.text(5)},
+      {"created_at", iso_time(row.integer(6))},
+      {"finished_at", row.null(7) ? json::value() : json::value(iso_time(row.integer(7)))},
+      {"ok", row.null(8) ? json::value() : json::value(row.integer(8) != 0)},
+      {"results", ec ? json::array() : results}};
   o["rollback_of"] = row.null(10) ? json::value() : json::value(row.integer(10));
   return o;
 }
@@ -115,7 +116,8 @@ json::object Console::deploy_one(const AgentDef& a, const std::string& zip, cons
     std::string ext_zip;
     {
       DbSession s(db_);
-      auto row = s.one("SELECT zip FROM extensions WHERE name = $1 AND version = $2", {name, version});
+      auto row =
+          s.one("SELECT zip FROM extensions WHERE name = $1 AND version = $2", {name, version});
       if (!row)
         return fail({"the extension " + name + " " + version + " is not in the console's store"});
       ext_zip = row->text(0);
@@ -142,7 +144,8 @@ json::object Console::deploy_one(const AgentDef& a, const std::string& zip, cons
     id = answer.as_object().at("id").as_string();
   result["configuration_id"] = id;
   if (!ec && answer.is_object())
-    if (auto* w = answer.as_object().if_contains("warnings"); w && w->is_array() && !w->as_array().empty())
+    if (auto* w = answer.as_object().if_contains("warnings");
+        w && w->is_array() && !w->as_array().empty())
       result["warnings"] = *w;
   if (check_ready) {
     // The agent must report itself ready with the new configuration before the next one.
@@ -158,14 +161,15 @@ json::object Console::deploy_one(const AgentDef& a, const std::string& zip, cons
     }
     if (!now.online) return fail({"status check after the deploy: " + now.error});
     if (!running || !ready)
-      return fail({"status check after the deploy: the agent does not report the new "
-                   "configuration as active and ready"});
+      return fail(
+          {"status check after the deploy: the agent does not report the new "
+           "configuration as active and ready"});
     if (a.web_port) {
       HttpCall call;
       call.method = "GET";
       bool v6 = a.host.find(':') != std::string::npos;
-      call.url = "http://" + (v6 ? "[" + a.host + "]" : a.host) + ":" + std::to_string(*a.web_port) +
-                 "/.cap/ready";
+      call.url = "http://" + (v6 ? "[" + a.host + "]" : a.host) + ":" +
+                 std::to_string(*a.web_port) + "/.cap/ready";
       call.timeout_ms = 5000;
       HttpReply rr = client_.call(call);
       if (rr.status != 200)
@@ -193,24 +197,25 @@ json::object Console::run_deployment(const Caller& c, const std::string& configu
   {
     DbSession s(db_);
     if (revision == 0)
-      revision = s.one("SELECT COALESCE(MAX(number), 0) FROM revisions WHERE repository = $1 AND "
-                       "configuration = $2",
-                       {repo, cfg})
+      revision = s.one(
+                      "SELECT COALESCE(MAX(number), 0) FROM revisions WHERE repository = $1 AND "
+                      "configuration = $2",
+                      {repo, cfg})
                      ->integer(0);
-    auto row = s.one("SELECT zip FROM revisions WHERE repository = $1 AND configuration = $2 AND "
-                     "number = $3",
-                     {repo, cfg, revision});
+    auto row = s.one(
+        "SELECT zip FROM revisions WHERE repository = $1 AND configuration = $2 AND "
+        "number = $3",
+        {repo, cfg, revision});
     if (!row)
-      throw ApiError{404, revision == 0 ? "no configuration " + configuration
-                                        : "no revision " + std::to_string(revision) + " of " +
-                                              configuration};
+      throw ApiError{404, revision == 0
+                              ? "no configuration " + configuration
+                              : "no revision " + std::to_string(revision) + " of " + configuration};
     zip = row->text(0);
   }
   std::vector<std::string> denied;
   for (auto& a : targets)
     if (!may_agent(c, a, "deploy")) denied.push_back(a.id);
-  if (!denied.empty())
-    throw ApiError{403, "not allowed: deploy on these agents", denied};
+  if (!denied.empty()) throw ApiError{403, "not allowed: deploy on these agents", denied};
   // Everything the deploy needs is checked before the first agent is touched.
   std::vector<std::string> errors, warnings;
   Package pkg;
@@ -244,16 +249,18 @@ json::object Console::run_deployment(const Caller& c, const std::string& configu
   {
     DbSession s(db_);
     s.begin();
-    id = s.one("INSERT INTO deployments (configuration, revision, sha256, strategy, requested_by, "
-               "created_at, rollback_of, results) VALUES ($1, $2, $3, $4, $5, $6, $7, '[]') "
-               "RETURNING id",
-               {configuration, revision, sha, strategy, c.username, now_ms(),
-                rollback_of ? DbParam(*rollback_of) : DbParam(nullptr)})
+    id = s.one(
+              "INSERT INTO deployments (configuration, revision, sha256, strategy, requested_by, "
+              "created_at, rollback_of, results) VALUES ($1, $2, $3, $4, $5, $6, $7, '[]') "
+              "RETURNING id",
+              {configuration, revision, sha, strategy, c.username, now_ms(),
+               rollback_of ? DbParam(*rollback_of) : DbParam(nullptr)})
              ->integer(0);
     json::array ids;
     for (auto& a : targets) ids.emplace_back(a.id);
     audit(s, c, rollback_of ? "deployment.rollback" : "deployment.start", configuration,
-          json::object{{"deployment", id}, {"revision", revision}, {"agents", ids}, {"strategy", strategy}});
+          json::object{
+              {"deployment", id}, {"revision", revision}, {"agents", ids}, {"strategy", strategy}});
     s.commit();
   }
   spdlog::info("deployment {}: {} revision {} to {} agents ({}) by {}", id, configuration, revision,
@@ -279,8 +286,8 @@ json::object Console::run_deployment(const Caller& c, const std::string& configu
             {"agent", a.id},
             {"ok", false},
             {"skipped", true},
-            {"errors", json::array{"not deployed: the rolling deploy stopped after " + failed +
-                                   " failed"}}});
+            {"errors",
+             json::array{"not deployed: the rolling deploy stopped after " + failed + " failed"}}});
         continue;
       }
       json::object r = deploy_one(a, zip, pkg, true);
@@ -305,20 +312,17 @@ json::object Console::run_deployment(const Caller& c, const std::string& configu
                             ? std::string(r.at("configuration_id").as_string())
                             : "";
       s.query("DELETE FROM agent_deployed WHERE agent = $1", {agent});
-      s.query("INSERT INTO agent_deployed (agent, deployment, configuration, revision, sha256, "
-              "configuration_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-              {agent, id, configuration, revision, sha, cid, now});
+      s.query(
+          "INSERT INTO agent_deployed (agent, deployment, configuration, revision, sha256, "
+          "configuration_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+          {agent, id, configuration, revision, sha, cid, now});
     }
     audit(s, c, "deployment.finish", configuration,
           json::object{{"deployment", id}, {"ok", all_ok}});
     s.commit();
   }
-  return json::object{{"id", id},
-                      {"configuration", configuration},
-                      {"revision", revision},
-                      {"sha256", sha},
-                      {"strategy", strategy},
-                      {"ok", all_ok},
+  return json::object{{"id", id},          {"configuration", configuration}, {"revision", revision},
+                      {"sha256", sha},     {"strategy", strategy},           {"ok", all_ok},
                       {"results", results}};
 }
 
@@ -328,8 +332,9 @@ Response Console::deployments(const Caller& c, const Request& r,
     if (r.method == "GET") {
       int64_t limit = 50;
       if (auto l = r.param("limit")) {
-        if (l->empty() || l->size() > 4 || l->find_first_not_of("0123456789") != std::string::npos ||
-            std::stoll(*l) < 1 || std::stoll(*l) > 1000)
+        if (l->empty() || l->size() > 4 ||
+            l->find_first_not_of("0123456789") != std::string::npos || std::stoll(*l) < 1 ||
+            std::stoll(*l) > 1000)
           throw ApiError{400, "limit must be a number from 1 to 1000"};
         limit = std::stoll(*l);
       }
@@ -364,8 +369,9 @@ Response Console::deployments(const Caller& c, const Request& r,
       all = v->as_bool();
     }
     if (int(ids.has_value()) + int(group.has_value()) + int(all) != 1)
-      throw ApiError{400, "say where to deploy: exactly one of \"agents\": [...], \"group\": "
-                          "\"NAME\" or \"all\": true"};
+      throw ApiError{400,
+                     "say where to deploy: exactly one of \"agents\": [...], \"group\": "
+                     "\"NAME\" or \"all\": true"};
     std::vector<AgentDef> targets;
     {
       DbSession s(db_);
@@ -375,8 +381,10 @@ Response Console::deployments(const Caller& c, const Request& r,
         std::set<std::string> seen;
         for (auto& id : *ids) {
           if (!seen.insert(id).second) throw ApiError{400, "the agent " + id + " is listed twice"};
-          if (auto a = load_agent(s, id)) targets.push_back(std::move(*a));
-          else unknown.push_back("no agent with the id " + id);
+          if (auto a = load_agent(s, id))
+            targets.push_back(std::move(*a));
+          else
+            unknown.push_back("no agent with the id " + id);
         }
         if (!unknown.empty()) throw ApiError{404, "unknown agents: nothing was deployed", unknown};
       } else {
@@ -390,13 +398,15 @@ Response Console::deployments(const Caller& c, const Request& r,
                                              strategy, std::nullopt));
   }
   const std::string& idtext = seg[3];
-  if (idtext.empty() || idtext.size() > 15 || idtext.find_first_not_of("0123456789") != std::string::npos)
+  if (idtext.empty() || idtext.size() > 15 ||
+      idtext.find_first_not_of("0123456789") != std::string::npos)
     throw ApiError{404, "no deployment " + idtext};
   int64_t id = std::stoll(idtext);
   std::optional<DbRow> row;
   {
     DbSession s(db_);
-    row = s.one(std::string("SELECT ") + kDeploymentColumns + " FROM deployments WHERE id = $1", {id});
+    row = s.one(std::string("SELECT ") + kDeploymentColumns + " FROM deployments WHERE id = $1",
+                {id});
   }
   if (!row) throw ApiError{404, "no deployment " + idtext};
   json::object dep = deployment_json(*row);
@@ -423,13 +433,15 @@ Response Console::deployments(const Caller& c, const Request& r,
       DbSession s(db_);
       for (auto& res : dep["results"].as_array()) {
         std::string agent(res.as_object().at("agent").as_string());
-        if (auto a = load_agent(s, agent)) targets.push_back(std::move(*a));
-        else gone.push_back("the agent " + agent + " is no longer defined");
+        if (auto a = load_agent(s, agent))
+          targets.push_back(std::move(*a));
+        else
+          gone.push_back("the agent " + agent + " is no longer defined");
       }
     }
     if (!gone.empty()) throw ApiError{409, "the deployment's agents changed: deploy anew", gone};
-    return json_response(200, run_deployment(c, row->text(1), row->integer(2), std::move(targets),
-                                             strategy, id));
+    return json_response(
+        200, run_deployment(c, row->text(1), row->integer(2), std::move(targets), strategy, id));
   }
   throw ApiError{404, "no such API endpoint: " + r.path};
 }

@@ -48,8 +48,10 @@ std::optional<std::string> from_base64(std::string_view b64) {
 json::object files_json(const Package& pkg) {
   json::object o;
   for (auto& [path, data] : pkg.files) {
-    if (valid_utf8(data)) o[path] = data;
-    else o[path] = json::object{{"base64", to_base64(data)}};
+    if (valid_utf8(data))
+      o[path] = data;
+    else
+      o[path] = json::object{{"base64", to_base64(data)}};
   }
   return o;
 }
@@ -94,9 +96,12 @@ std::string unified_diff(const std::string& a_text, const std::string& b_text,
   std::vector<Op> ops;
   size_t i = 0, j = 0;
   while (i < n || j < m) {
-    if (i < n && j < m && a[i] == b[j]) ops.push_back({' ', i++, j++});
-    else if (j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j])) ops.push_back({'+', i, j++});
-    else ops.push_back({'-', i++, j});
+    if (i < n && j < m && a[i] == b[j])
+      ops.push_back({' ', i++, j++});
+    else if (j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]))
+      ops.push_back({'+', i, j++});
+    else
+      ops.push_back({'-', i++, j});
   }
   std::string out;
   constexpr size_t kContext = 3;
@@ -108,8 +113,10 @@ std::string unified_diff(const std::string& a_text, const std::string& b_text,
     size_t end = k;
     // Extend the hunk while changes are within 2*context lines of each other.
     for (size_t e = k; e < ops.size(); ++e) {
-      if (ops[e].kind != ' ') end = e;
-      else if (e - end > 2 * kContext) break;
+      if (ops[e].kind != ' ')
+        end = e;
+      else if (e - end > 2 * kContext)
+        break;
     }
     size_t stop = std::min(ops.size(), end + kContext + 1);
     size_t a_start = ops[start].ai, b_start = ops[start].bi, a_len = 0, b_len = 0;
@@ -171,7 +178,8 @@ std::string Console::request_zip(const Request& r, std::string* message) {
     if (message) *message = get_string(body, "message").value_or("");
     auto* files = body.if_contains("files");
     if (!files || !files->is_object())
-      throw ApiError{400, "\"files\" must be an object {\"PATH\": \"text\" or {\"base64\": \"...\"}}"};
+      throw ApiError{400,
+                     "\"files\" must be an object {\"PATH\": \"text\" or {\"base64\": \"...\"}}"};
     Package pkg;
     for (auto& [path, v] : files->as_object()) {
       if (v.is_string()) {
@@ -182,15 +190,16 @@ std::string Console::request_zip(const Request& r, std::string* message) {
         if (!bin) throw ApiError{400, "the file " + std::string(path) + " is not valid base64"};
         pkg.files[std::string(path)] = std::move(*bin);
       } else {
-        throw ApiError{400, "the file " + std::string(path) +
-                                " must be a string or {\"base64\": \"...\"}"};
+        throw ApiError{
+            400, "the file " + std::string(path) + " must be a string or {\"base64\": \"...\"}"};
       }
     }
     std::string zip, err;
     if (!write_zip(pkg, &zip, &err)) throw ApiError{400, "the files cannot be packed", {err}};
     // The same checks on paths as for an uploaded zip.
     Package check;
-    if (!read_zip(zip, &check, &err)) throw ApiError{400, "the files are not a configuration", {err}};
+    if (!read_zip(zip, &check, &err))
+      throw ApiError{400, "the files are not a configuration", {err}};
     return zip;
   }
   if (type.empty() || type.starts_with("application/zip") ||
@@ -200,7 +209,8 @@ std::string Console::request_zip(const Request& r, std::string* message) {
     if (r.body.empty()) throw ApiError{400, "the body is empty: send a configuration zip"};
     return r.body;
   }
-  throw ApiError{415, "send a configuration zip (application/zip) or JSON {\"files\": {...}}",
+  throw ApiError{415,
+                 "send a configuration zip (application/zip) or JSON {\"files\": {...}}",
                  {"Content-Type was " + type}};
 }
 
@@ -223,7 +233,8 @@ Response Console::rules_catalogue() {
       json::array choices;
       for (auto& ch : p.choices) choices.emplace_back(ch);
       boost::system::error_code ec;
-      json::value def = p.default_value.is_null() ? json::value() : json::parse(to_json(p.default_value), ec);
+      json::value def =
+          p.default_value.is_null() ? json::value() : json::parse(to_json(p.default_value), ec);
       params.push_back(json::object{{"name", p.name},
                                     {"type", param_type_name(p.type)},
                                     {"required", p.required},
@@ -280,9 +291,10 @@ Response Console::repositories(const Caller& c, const Request& r,
     if (s.one("SELECT 1 FROM repositories WHERE name = $1", {name}))
       throw ApiError{409, "a repository named " + name + " exists already"};
     int64_t now = now_ms();
-    s.query("INSERT INTO repositories (name, description, created_by, created_at) VALUES ($1, $2, "
-            "$3, $4)",
-            {name, description, c.username, now});
+    s.query(
+        "INSERT INTO repositories (name, description, created_by, created_at) VALUES ($1, $2, "
+        "$3, $4)",
+        {name, description, c.username, now});
     audit(s, c, "repository.create", name);
     s.commit();
     return json_response(201, json::object{{"name", name},
@@ -302,7 +314,8 @@ Response Console::repositories(const Caller& c, const Request& r,
     if (!read_zip(r.body, &archive, &err, limits))
       throw ApiError{400, "the body is not a repository export zip", {err}};
     const std::string* manifest = archive.find("repository.json");
-    if (!manifest) throw ApiError{400, "the zip has no repository.json: it is not a repository export"};
+    if (!manifest)
+      throw ApiError{400, "the zip has no repository.json: it is not a repository export"};
     boost::system::error_code ec;
     json::value m = json::parse(*manifest, ec);
     if (ec || !m.is_object() || !m.as_object().contains("configurations") ||
@@ -367,16 +380,19 @@ Response Console::repositories(const Caller& c, const Request& r,
     DbSession s(db_);
     s.begin();
     if (s.one("SELECT 1 FROM repositories WHERE name = $1", {name}))
-      throw ApiError{409, "a repository named " + name + " exists already",
+      throw ApiError{409,
+                     "a repository named " + name + " exists already",
                      {"import under another name with ?name=NEW"}};
-    s.query("INSERT INTO repositories (name, description, created_by, created_at) VALUES ($1, $2, "
-            "$3, $4)",
-            {name, description, c.username, now_ms()});
+    s.query(
+        "INSERT INTO repositories (name, description, created_by, created_at) VALUES ($1, $2, "
+        "$3, $4)",
+        {name, description, c.username, now_ms()});
     for (auto& rv : revs)
-      s.query("INSERT INTO revisions (repository, configuration, number, zip, sha256, author, "
-              "message, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-              {name, rv.configuration, rv.number, DbBlob{rv.zip}, rv.sha256, rv.author, rv.message,
-               rv.created_at});
+      s.query(
+          "INSERT INTO revisions (repository, configuration, number, zip, sha256, author, "
+          "message, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+          {name, rv.configuration, rv.number, DbBlob{rv.zip}, rv.sha256, rv.author, rv.message,
+           rv.created_at});
     audit(s, c, "repository.import", name, json::object{{"revisions", revs.size()}});
     s.commit();
     return json_response(201, json::object{{"name", name}, {"revisions", revs.size()}});
@@ -393,9 +409,10 @@ Response Console::repositories(const Caller& c, const Request& r,
     if (r.method == "GET") {
       require_repository(c, repo, "read");
       DbSession s(db_);
-      auto row = s.one("SELECT name, description, created_by, created_at FROM repositories WHERE "
-                       "name = $1",
-                       {repo});
+      auto row = s.one(
+          "SELECT name, description, created_by, created_at FROM repositories WHERE "
+          "name = $1",
+          {repo});
       json::array cfgs;
       for (auto& cr : s.query("SELECT configuration, MAX(number) FROM revisions WHERE repository = "
                               "$1 GROUP BY configuration ORDER BY configuration",
@@ -432,9 +449,10 @@ Response Console::repositories(const Caller& c, const Request& r,
     json::object cfgs;
     DbSession s(db_);
     auto row = s.one("SELECT description FROM repositories WHERE name = $1", {repo});
-    for (auto& rv : s.query("SELECT configuration, number, sha256, author, message, created_at, zip "
-                            "FROM revisions WHERE repository = $1 ORDER BY configuration, number",
-                            {repo})) {
+    for (auto& rv :
+         s.query("SELECT configuration, number, sha256, author, message, created_at, zip "
+                 "FROM revisions WHERE repository = $1 ORDER BY configuration, number",
+                 {repo})) {
       json::object meta{{"revision", rv.integer(1)},
                         {"sha256", rv.text(2)},
                         {"author", rv.text(3)},
@@ -447,9 +465,12 @@ Response Console::repositories(const Caller& c, const Request& r,
       archive.files["configurations/" + rv.text(0) + "/" + std::to_string(rv.integer(1)) + ".zip"] =
           rv.text(6);
     }
-    archive.files["repository.json"] = json::serialize(json::object{
-        {"format", 1}, {"name", repo}, {"description", row->text(0)}, {"exported_at", iso_time(now_ms())},
-        {"configurations", cfgs}});
+    archive.files["repository.json"] =
+        json::serialize(json::object{{"format", 1},
+                                     {"name", repo},
+                                     {"description", row->text(0)},
+                                     {"exported_at", iso_time(now_ms())},
+                                     {"configurations", cfgs}});
     std::string zip, err;
     if (!write_zip(archive, &zip, &err)) throw ApiError{500, "cannot pack the export", {err}};
     Response out;
@@ -482,8 +503,9 @@ Response Console::repositories(const Caller& c, const Request& r,
   const std::string& cfg = seg[5];
   require_name("the configuration name", cfg);
   auto latest_number = [&](DbSession& s) {
-    return s.one("SELECT MAX(number) FROM revisions WHERE repository = $1 AND configuration = $2",
-                 {repo, cfg})
+    return s
+        .one("SELECT MAX(number) FROM revisions WHERE repository = $1 AND configuration = $2",
+             {repo, cfg})
         ->integer(0);
   };
   auto load_revision = [&](DbSession& s, int64_t n) {
@@ -491,12 +513,12 @@ Response Console::repositories(const Caller& c, const Request& r,
                          ", zip FROM revisions WHERE repository = $1 AND configuration = $2 AND "
                          "number = $3",
                      {repo, cfg, n});
-    if (!row)
-      throw ApiError{404, "no revision " + std::to_string(n) + " of " + repo + "/" + cfg};
+    if (!row) throw ApiError{404, "no revision " + std::to_string(n) + " of " + repo + "/" + cfg};
     return *row;
   };
   auto parse_number = [&](const std::string& text) -> int64_t {
-    if (text.empty() || text.size() > 12 || text.find_first_not_of("0123456789") != std::string::npos)
+    if (text.empty() || text.size() > 12 ||
+        text.find_first_not_of("0123456789") != std::string::npos)
       throw ApiError{400, "a revision is a whole number: " + text};
     return std::stoll(text);
   };
@@ -516,9 +538,9 @@ Response Console::repositories(const Caller& c, const Request& r,
       json::array e, w;
       for (auto& x : errors) e.emplace_back(x);
       for (auto& x : warnings) w.emplace_back(x);
-      return json_response(422, json::object{{"error", "configuration is not valid"},
-                                             {"details", e},
-                                             {"warnings", w}});
+      return json_response(
+          422,
+          json::object{{"error", "configuration is not valid"}, {"details", e}, {"warnings", w}});
     }
     std::string sha = net::sha256_hex(zip);
     json::array w;
@@ -526,23 +548,26 @@ Response Console::repositories(const Caller& c, const Request& r,
     DbSession s(db_);
     s.begin();
     int64_t last = latest_number(s);
-    if (last > 0 && s.one("SELECT sha256 FROM revisions WHERE repository = $1 AND configuration = "
-                          "$2 AND number = $3",
-                          {repo, cfg, last})
-                            ->text(0) == sha &&
+    if (last > 0 &&
+        s.one("SELECT sha256 FROM revisions WHERE repository = $1 AND configuration = "
+              "$2 AND number = $3",
+              {repo, cfg, last})
+                ->text(0) == sha &&
         std::string(action) == "configuration.save")
-      return json_response(200, json::object{{"revision", last}, {"sha256", sha}, {"unchanged", true},
-                                             {"warnings", w}});
+      return json_response(
+          200,
+          json::object{{"revision", last}, {"sha256", sha}, {"unchanged", true}, {"warnings", w}});
     int64_t n = last + 1;
-    s.query("INSERT INTO revisions (repository, configuration, number, zip, sha256, author, "
-            "message, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            {repo, cfg, n, DbBlob{zip}, sha, c.username, message, now_ms()});
+    s.query(
+        "INSERT INTO revisions (repository, configuration, number, zip, sha256, author, "
+        "message, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        {repo, cfg, n, DbBlob{zip}, sha, c.username, message, now_ms()});
     extra["revision"] = n;
     extra["sha256"] = sha;
     audit(s, c, action, repo + "/" + cfg, extra);
     s.commit();
-    return json_response(201, json::object{{"revision", n}, {"sha256", sha}, {"unchanged", false},
-                                           {"warnings", w}});
+    return json_response(
+        201, json::object{{"revision", n}, {"sha256", sha}, {"unchanged", false}, {"warnings", w}});
   };
 
   if (seg.size() == 6) {
@@ -605,8 +630,8 @@ Response Console::repositories(const Caller& c, const Request& r,
       Response out;
       out.content_type = "application/zip";
       out.body = load_revision(s, n).text(5);
-      out.headers.emplace_back("Content-Disposition",
-                               "attachment; filename=\"" + cfg + "-r" + std::to_string(n) + ".zip\"");
+      out.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + cfg + "-r" +
+                                                          std::to_string(n) + ".zip\"");
       return out;
     }
     if (seg.size() == 9 && seg[8] == "restore") {
@@ -646,10 +671,10 @@ Response Console::repositories(const Caller& c, const Request& r,
       if (where == 3 && *da == *db) continue;
       std::string change = where == 1 ? "removed" : where == 2 ? "added" : "modified";
       bool text = (!da || valid_utf8(*da)) && (!db || valid_utf8(*db));
-      files.push_back(json::object{
-          {"path", p},
-          {"change", change},
-          {"diff", text ? unified_diff(da ? *da : "", db ? *db : "", p) : "(binary files differ)\n"}});
+      files.push_back(json::object{{"path", p},
+                                   {"change", change},
+                                   {"diff", text ? unified_diff(da ? *da : "", db ? *db : "", p)
+                                                 : "(binary files differ)\n"}});
     }
     return json_response(200, json::object{{"from", a}, {"to", b}, {"files", files}});
   }

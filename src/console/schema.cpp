@@ -70,8 +70,8 @@ std::string dialect_sql(std::string sql, Dialect d) {
     for (size_t at = sql.find(from); at != std::string::npos; at = sql.find(from, at + to.size()))
       sql.replace(at, from.size(), to);
   };
-  replace("{{id}}", d == Dialect::Postgres ? "BIGSERIAL PRIMARY KEY"
-                                            : "INTEGER PRIMARY KEY AUTOINCREMENT");
+  replace("{{id}}",
+          d == Dialect::Postgres ? "BIGSERIAL PRIMARY KEY" : "INTEGER PRIMARY KEY AUTOINCREMENT");
   replace("{{blob}}", d == Dialect::Postgres ? "BYTEA" : "BLOB");
   return sql;
 }

@@ -52,13 +52,14 @@ std::optional<std::string> Console::vault_for(const Package& pkg) {
     boost::system::error_code ec;
     json::value fields = plain ? json::parse(*plain, ec) : json::value();
     if (!plain || ec || !fields.is_object()) {
-      missing.push_back("the credential " + name +
-                        " cannot be opened with this installation key");
+      missing.push_back("the credential " + name + " cannot be opened with this installation key");
       continue;
     }
     auto& f = fields.as_object();
-    if (f.size() == 1 && f.contains("")) body[name] = f.at("");
-    else body[name] = fields;
+    if (f.size() == 1 && f.contains(""))
+      body[name] = f.at("");
+    else
+      body[name] = fields;
   }
   if (!missing.empty())
     throw ApiError{422, "the configuration needs credentials the vault does not have", missing};
@@ -79,7 +80,8 @@ Response Console::vault(const Caller& c, const Request& r, const std::vector<std
       throw ApiError{405, r.method + " is not allowed on " + r.path, {}, {{"Allow", "GET"}}};
     DbSession s(db_);
     json::array out;
-    for (auto& row : s.query("SELECT name, fields, updated_by, updated_at FROM vault ORDER BY name"))
+    for (auto& row :
+         s.query("SELECT name, fields, updated_by, updated_at FROM vault ORDER BY name"))
       out.push_back(meta(row));
     return json_response(200, json::object{{"credentials", out}});
   }
@@ -88,7 +90,8 @@ Response Console::vault(const Caller& c, const Request& r, const std::vector<std
   require_name("the credential name", name);
   if (r.method == "GET") {
     DbSession s(db_);
-    auto row = s.one("SELECT name, fields, updated_by, updated_at FROM vault WHERE name = $1", {name});
+    auto row =
+        s.one("SELECT name, fields, updated_by, updated_at FROM vault WHERE name = $1", {name});
     if (!row) throw ApiError{404, "no credential named " + name};
     return json_response(200, meta(*row));
   }
@@ -99,7 +102,8 @@ Response Console::vault(const Caller& c, const Request& r, const std::vector<std
     auto value = get_string(body, "value");
     auto* f = body.if_contains("fields");
     if (value.has_value() == (f != nullptr))
-      throw ApiError{400, "send either {\"value\": \"SECRET\"} or {\"fields\": {\"NAME\": \"SECRET\"}}"};
+      throw ApiError{400,
+                     "send either {\"value\": \"SECRET\"} or {\"fields\": {\"NAME\": \"SECRET\"}}"};
     if (value) {
       fields[""] = *value;
     } else {
@@ -107,7 +111,8 @@ Response Console::vault(const Caller& c, const Request& r, const std::vector<std
         throw ApiError{400, "\"fields\" must be a non-empty object of strings"};
       for (auto& [k, v] : f->as_object()) {
         if (!v.is_string() || !valid_name(std::string(k)))
-          throw ApiError{400, "each field needs a valid name and a string value",
+          throw ApiError{400,
+                         "each field needs a valid name and a string value",
                          {"field \"" + std::string(k) + "\""}};
         fields[k] = v;
       }
@@ -122,20 +127,21 @@ Response Console::vault(const Caller& c, const Request& r, const std::vector<std
     bool exists = s.one("SELECT 1 FROM vault WHERE name = $1", {name}).has_value();
     int64_t now = now_ms();
     if (exists)
-      s.query("UPDATE vault SET sealed = $1, fields = $2, updated_by = $3, updated_at = $4 WHERE "
-              "name = $5",
-              {sealer_.seal(json::serialize(fields)), json::serialize(names), c.username, now, name});
+      s.query(
+          "UPDATE vault SET sealed = $1, fields = $2, updated_by = $3, updated_at = $4 WHERE "
+          "name = $5",
+          {sealer_.seal(json::serialize(fields)), json::serialize(names), c.username, now, name});
     else
-      s.query("INSERT INTO vault (name, sealed, fields, updated_by, updated_at) VALUES ($1, $2, $3, "
-              "$4, $5)",
-              {name, sealer_.seal(json::serialize(fields)), json::serialize(names), c.username, now});
+      s.query(
+          "INSERT INTO vault (name, sealed, fields, updated_by, updated_at) VALUES ($1, $2, $3, "
+          "$4, $5)",
+          {name, sealer_.seal(json::serialize(fields)), json::serialize(names), c.username, now});
     audit(s, c, exists ? "vault.update" : "vault.create", name, json::object{{"fields", names}});
     s.commit();
-    return json_response(exists ? 200 : 201,
-                         json::object{{"name", name},
-                                      {"fields", names},
-                                      {"updated_by", c.username},
-                                      {"updated_at", iso_time(now)}});
+    return json_response(exists ? 200 : 201, json::object{{"name", name},
+                                                          {"fields", names},
+                                                          {"updated_by", c.username},
+                                                          {"updated_at", iso_time(now)}});
   }
   if (r.method == "DELETE") {
     DbSession s(db_);
@@ -147,13 +153,15 @@ Response Console::vault(const Caller& c, const Request& r, const std::vector<std
     s.commit();
     return no_content();
   }
-  throw ApiError{405, r.method + " is not allowed on " + r.path, {}, {{"Allow", "GET, PUT, DELETE"}}};
+  throw ApiError{
+      405, r.method + " is not allowed on " + r.path, {}, {{"Allow", "GET, PUT, DELETE"}}};
 }
 
 // ---------------------------------------------------------------------------------------
 // Extensions
 
-Response Console::extensions(const Caller& c, const Request& r, const std::vector<std::string>& seg) {
+Response Console::extensions(const Caller& c, const Request& r,
+                             const std::vector<std::string>& seg) {
   // Which agents have which extension, from the last status each agent reported.
   std::map<std::string, json::array> on_agents;
   {
@@ -167,15 +175,16 @@ Response Console::extensions(const Caller& c, const Request& r, const std::vecto
         auto* n = e.as_object().if_contains("name");
         auto* v = e.as_object().if_contains("version");
         if (n && n->is_string())
-          on_agents[std::string(n->as_string())].push_back(
-              json::object{{"agent", agent}, {"version", v && v->is_string() ? *v : json::value()}});
+          on_agents[std::string(n->as_string())].push_back(json::object{
+              {"agent", agent}, {"version", v && v->is_string() ? *v : json::value()}});
       }
     }
   }
   auto listing = [&](DbSession& s, const std::string& only) {
     std::map<std::string, json::array> versions;
-    for (auto& row : s.query("SELECT name, version, sha256, manifest, uploaded_by, uploaded_at FROM "
-                             "extensions ORDER BY name, version")) {
+    for (auto& row :
+         s.query("SELECT name, version, sha256, manifest, uploaded_by, uploaded_at FROM "
+                 "extensions ORDER BY name, version")) {
       if (!only.empty() && row.text(0) != only) continue;
       boost::system::error_code ec;
       json::value m = json::parse(row.text(3), ec);
@@ -213,7 +222,8 @@ Response Console::extensions(const Caller& c, const Request& r, const std::vecto
     require_types(c, {UserType::Admin, UserType::Super}, "uploading extensions");
     Package pkg;
     std::string err;
-    if (!read_zip(r.body, &pkg, &err)) throw ApiError{400, "the body is not an extension zip", {err}};
+    if (!read_zip(r.body, &pkg, &err))
+      throw ApiError{400, "the body is not an extension zip", {err}};
     const std::string* manifest = pkg.find("extension.json");
     if (!manifest) throw ApiError{400, "the zip has no extension.json at its top"};
     boost::system::error_code ec;
@@ -236,18 +246,21 @@ Response Console::extensions(const Caller& c, const Request& r, const std::vecto
         if (!script || !script->is_string())
           problems.push_back("extension.json: every rule needs a \"script\"");
         else if (!pkg.find(script->as_string()))
-          problems.push_back("the script " + std::string(script->as_string()) + " is not in the zip");
+          problems.push_back("the script " + std::string(script->as_string()) +
+                             " is not in the zip");
       }
     if (!problems.empty()) throw ApiError{400, "the extension is not complete", problems};
     std::string sha = net::sha256_hex(r.body);
     DbSession s(db_);
     s.begin();
     if (s.one("SELECT 1 FROM extensions WHERE name = $1 AND version = $2", {n, v}))
-      throw ApiError{409, "the extension " + n + " " + v + " is in the store already",
+      throw ApiError{409,
+                     "the extension " + n + " " + v + " is in the store already",
                      {"a version is never replaced: give the new one another version number"}};
-    s.query("INSERT INTO extensions (name, version, zip, sha256, manifest, uploaded_by, "
-            "uploaded_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            {n, v, DbBlob{r.body}, sha, *manifest, c.username, now_ms()});
+    s.query(
+        "INSERT INTO extensions (name, version, zip, sha256, manifest, uploaded_by, "
+        "uploaded_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        {n, v, DbBlob{r.body}, sha, *manifest, c.username, now_ms()});
     audit(s, c, "extension.upload", n + " " + v, json::object{{"sha256", sha}});
     s.commit();
     return json_response(201, json::object{{"name", n}, {"version", v}, {"sha256", sha}});
@@ -265,7 +278,8 @@ Response Console::extensions(const Caller& c, const Request& r, const std::vecto
     const std::string& version = seg[4];
     DbSession s(db_);
     if (r.method == "GET") {
-      auto row = s.one("SELECT zip FROM extensions WHERE name = $1 AND version = $2", {name, version});
+      auto row =
+          s.one("SELECT zip FROM extensions WHERE name = $1 AND version = $2", {name, version});
       if (!row) throw ApiError{404, "no extension " + name + " " + version};
       Response out;
       out.content_type = "application/zip";

@@ -65,14 +65,15 @@ class Console:
         return self
 
     def _read(self):
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            with self.lock:
-                self.lines.append(line)
-            m = re.search(r"listening on https?://[^ ]+:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-                self._listening.set()
+        with self.proc.stdout as stream:
+            for raw in stream:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                with self.lock:
+                    self.lines.append(line)
+                m = re.search(r"listening on https?://[^ ]+:(\d+)", line)
+                if m:
+                    self.port = int(m.group(1))
+                    self._listening.set()
 
     def output(self):
         with self.lock:
