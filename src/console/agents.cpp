@@ -14,13 +14,6 @@ namespace cap::console {
 
 namespace {
 
-Response no_content() {
-  Response out;
-  out.status = 204;
-  out.content_type.clear();
-  return out;
-}
-
 void check_host(const std::string& host) {
   if (host.empty() || host.size() > 253 || host.find_first_of(" /?#@[]\t\r\n") != std::string::npos)
     throw ApiError{400, "\"host\" must be a host name or an IP address"};

@@ -605,10 +605,7 @@ Response Console::users(const Caller& c, const Request& r, const std::vector<std
     s.query("DELETE FROM users WHERE id = $1", {id});
     audit(s, c, "user.delete", name);
     s.commit();
-    Response out;
-    out.status = 204;
-    out.content_type.clear();
-    return out;
+    return no_content();
   }
   throw ApiError{
       405, r.method + " is not allowed on " + r.path, {}, {{"Allow", "GET, PUT, DELETE"}}};
@@ -695,10 +692,7 @@ Response Console::roles(const Caller& c, const Request& r, const std::vector<std
     s.query("DELETE FROM roles WHERE name = $1", {name});
     audit(s, c, "role.delete", name);
     s.commit();
-    Response out;
-    out.status = 204;
-    out.content_type.clear();
-    return out;
+    return no_content();
   }
   throw ApiError{
       405, r.method + " is not allowed on " + r.path, {}, {{"Allow", "GET, PUT, DELETE"}}};

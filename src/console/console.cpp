@@ -63,6 +63,13 @@ Response json_response(int status, const json::value& v) {
   return r;
 }
 
+Response no_content() {
+  Response out;
+  out.status = 204;
+  out.content_type.clear();
+  return out;
+}
+
 Response error_response(const ApiError& e) {
   json::array d;
   for (auto& s : e.details) d.emplace_back(s);

@@ -82,6 +82,8 @@ struct ApiError {
 };
 
 Response json_response(int status, const json::value& v);
+/// 204 with no body.
+Response no_content();
 Response error_response(const ApiError& e);
 /// The body as a JSON object whose keys are all in `allowed`: 400 when it is not JSON, not
 /// an object, or has other keys (named in the details).

@@ -56,13 +56,6 @@ json::object files_json(const Package& pkg) {
   return o;
 }
 
-Response no_content() {
-  Response out;
-  out.status = 204;
-  out.content_type.clear();
-  return out;
-}
-
 std::vector<std::string> split_lines(const std::string& s) {
   std::vector<std::string> out;
   size_t at = 0;
@@ -147,6 +140,21 @@ json::object revision_meta(const DbRow& row, size_t offset = 0) {
 }
 
 constexpr const char* kRevisionColumns = "number, sha256, author, message, created_at";
+
+/// A repository's configurations, each with its latest revision.
+json::array configuration_list(DbSession& s, const std::string& repo) {
+  json::array cfgs;
+  for (auto& cr : s.query("SELECT configuration, MAX(number) FROM revisions WHERE repository = "
+                          "$1 GROUP BY configuration ORDER BY configuration",
+                          {repo})) {
+    auto latest = s.one(std::string("SELECT ") + kRevisionColumns +
+                            " FROM revisions WHERE repository = $1 AND configuration = $2 AND "
+                            "number = $3",
+                        {repo, cr.text(0), cr.integer(1)});
+    cfgs.push_back(json::object{{"name", cr.text(0)}, {"latest", revision_meta(*latest)}});
+  }
+  return cfgs;
+}
 
 }  // namespace
 
@@ -413,16 +421,7 @@ Response Console::repositories(const Caller& c, const Request& r,
           "SELECT name, description, created_by, created_at FROM repositories WHERE "
           "name = $1",
           {repo});
-      json::array cfgs;
-      for (auto& cr : s.query("SELECT configuration, MAX(number) FROM revisions WHERE repository = "
-                              "$1 GROUP BY configuration ORDER BY configuration",
-                              {repo})) {
-        auto latest = s.one(std::string("SELECT ") + kRevisionColumns +
-                                " FROM revisions WHERE repository = $1 AND configuration = $2 AND "
-                                "number = $3",
-                            {repo, cr.text(0), cr.integer(1)});
-        cfgs.push_back(json::object{{"name", cr.text(0)}, {"latest", revision_meta(*latest)}});
-      }
+      json::array cfgs = configuration_list(s, repo);
       return json_response(200, json::object{{"name", row->text(0)},
                                              {"description", row->text(1)},
                                              {"created_by", row->text(2)},
@@ -487,16 +486,7 @@ Response Console::repositories(const Caller& c, const Request& r,
     if (r.method != "GET") not_allowed("GET");
     require_repository(c, repo, "read");
     DbSession s(db_);
-    json::array cfgs;
-    for (auto& cr : s.query("SELECT configuration, MAX(number) FROM revisions WHERE repository = "
-                            "$1 GROUP BY configuration ORDER BY configuration",
-                            {repo})) {
-      auto latest = s.one(std::string("SELECT ") + kRevisionColumns +
-                              " FROM revisions WHERE repository = $1 AND configuration = $2 AND "
-                              "number = $3",
-                          {repo, cr.text(0), cr.integer(1)});
-      cfgs.push_back(json::object{{"name", cr.text(0)}, {"latest", revision_meta(*latest)}});
-    }
+    json::array cfgs = configuration_list(s, repo);
     return json_response(200, json::object{{"configurations", cfgs}});
   }
 

@@ -10,13 +10,6 @@ namespace cap::console {
 
 namespace {
 
-Response no_content() {
-  Response out;
-  out.status = 204;
-  out.content_type.clear();
-  return out;
-}
-
 /// The credential names a configuration reads: ${vault:NAME} and ${vault:NAME.field}.
 std::set<std::string> vault_names(const Package& pkg) {
   std::set<std::string> names;
