@@ -2,7 +2,6 @@
 // deploy to an agent and ask it for status, logs, traces and rollbacks.
 // Exit status: 0 success, 1 the thing checked or asked for failed, 2 bad usage.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -42,6 +41,9 @@ int main(int argc, char** argv) {
 
   auto* rules = app.add_subcommand("rules", "Print the rule catalogue");
   rules->add_flag("--markdown", markdown, "as a Markdown page (docs/rules.md)");
+  bool rules_json = false;
+  rules->add_flag("--json", rules_json, "as JSON (the console UI's catalogue)")
+      ->excludes("--markdown");
 
   // Commands that talk to an agent.
   cap::cli::AgentOptions agent;
@@ -91,7 +93,7 @@ int main(int argc, char** argv) {
   if (*pack) return cap::cli::cmd_pack(dir, out);
   if (*runc) return cap::cli::cmd_run(dir, run);
   if (*test) return cap::cli::cmd_test(dir, data);
-  if (*rules) return cap::cli::cmd_rules(markdown);
+  if (*rules) return rules_json ? cap::cli::cmd_rules_json() : cap::cli::cmd_rules(markdown);
   if (*deploy) return cap::cli::cmd_deploy(dir, agent);
   if (*status) return cap::cli::cmd_status(agent, json);
   if (*logs) return cap::cli::cmd_logs(agent, log_file, tail);
