@@ -20,6 +20,7 @@
 #include "rules/network.h"
 #include "agent/serving.h"
 #include "agent/settings.h"
+#include "agent/snapshot.h"
 #include "agent/state_store.h"
 #include "agent/vault.h"
 #include "agent/web_handler.h"
@@ -62,14 +63,6 @@ int main(int argc, char** argv) {
            CAP_VERSION, settings.agent_name, settings.home, settings.web_port, settings.mgmt_port,
            settings.mgmt_tls_cert.empty() ? "" : " (TLS)", settings.workers);
 
-  if (!settings.gold_master.empty()) {
-    log.error(
-        "S3_GOLD_MASTER is set, but gold master restore is not available in this build of "
-        "cap-agent; refusing to start rather than serve without the snapshot. Unset "
-        "S3_GOLD_MASTER, or use an agent built with the gold-master feature.");
-    shutdown_logging();
-    return 1;
-  }
   if (settings.mgmt_key.empty())
     log.warn("no CAP_MGMT_KEY: the management API refuses every command but GET /v1/health");
   else if (settings.mgmt_key.size() < 16)
@@ -116,6 +109,15 @@ int main(int argc, char** argv) {
   activator.set_background([&commands](std::function<void()> task) { commands.post(std::move(task)); });
   activator.restore();
 
+  // S3_GOLD_MASTER: the snapshot replaces whatever CAP_HOME held, before anything listens.
+  SnapshotService snapshots(settings, activator, vault);
+  if (!settings.gold_master.empty() &&
+      !snapshots.restore_gold_master(settings.gold_master, &error)) {
+    log.error("gold master {}: cannot restore, stopping: {}", settings.gold_master, error);
+    shutdown_logging();
+    return 1;
+  }
+
   WebHandler web_handler(slot, metrics, client, wait_pool,
                          WebOptions{settings.origin_timeout_ms, settings.request_log});
   cap::net::ServerOptions web_options;
@@ -133,6 +135,7 @@ int main(int argc, char** argv) {
   cap::net::HttpServer web(web_options, [&](cap::net::Exchange& ex) { web_handler.handle(ex); });
 
   ManagementApi api(settings, activator, slot, vault, metrics, commands);
+  api.set_snapshots(&snapshots);
   if (!api.configure(&error)) {
     log.error("CAP_MGMT_ALLOW is not valid: {}", error);
     shutdown_logging();
