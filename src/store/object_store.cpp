@@ -157,8 +157,9 @@ bool ObjectStore::get(const ObjectUrl& url, std::string* data, std::string* erro
       *error = url.text + ": cannot be read (" + std::strerror(errno) + ")";
       return false;
     }
-    data->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    if (in.bad()) {
+    data->resize(fs::file_size(url.path, ec));
+    in.read(data->data(), std::streamsize(data->size()));
+    if (ec || in.bad() || in.gcount() != std::streamsize(data->size())) {
       if (kind) *kind = S3Failure::Other;
       *error = url.text + ": read error";
       return false;

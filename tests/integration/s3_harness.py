@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -38,13 +39,38 @@ def moto_server_path():
         "`pip install 'moto[server]'` into the Python on PATH or set MOTO_SERVER")
 
 
-def _boto3():
+def _moto_python():
+    """The Python that moto_server runs with (beside it: a pyenv shim or a venv's bin)."""
+    py = os.path.join(os.path.dirname(moto_server_path()), "python3")
+    return py if os.access(py, os.X_OK) else None
+
+
+def run_under_moto_python_if_needed():
+    """boto3 (moto's dependency) sets up the users and the bucket. When the Python running
+    the tests lacks it but moto_server's own Python has it, run the same command there."""
     try:
-        import boto3  # noqa: F401  (moto_server's dependency)
-        return boto3
-    except ImportError as e:
+        import boto3  # noqa: F401
+        return
+    except ImportError:
+        pass
+    py = _moto_python()
+    if not py or os.environ.get("CAP_S3_HARNESS_REEXEC"):
         raise AssertionError("boto3 is missing from the Python running the tests "
-                             f"({e}); it comes with moto: pip install 'moto[server]'")
+                             f"({sys.executable}) and from moto_server's; it comes with moto: "
+                             "pip install 'moto[server]'")
+    os.environ["CAP_S3_HARNESS_REEXEC"] = "1"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # `python -m unittest` shows itself as "python -m unittest" (or its __main__.py).
+    argv0 = sys.argv[0]
+    if "-m unittest" in argv0 or argv0.endswith(os.path.join("unittest", "__main__.py")):
+        os.execv(py, [py, "-m", "unittest"] + sys.argv[1:])
+    os.execv(py, [py] + sys.argv)
+
+
+def _boto3():
+    import boto3
+    return boto3
 
 
 class S3Server:
@@ -63,6 +89,7 @@ class S3Server:
         self.stop()
 
     def start(self):
+        run_under_moto_python_if_needed()
         env = dict(os.environ)
         env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
         self.proc = subprocess.Popen([moto_server_path(), "-H", "127.0.0.1", "-p", "0"],

@@ -217,6 +217,10 @@ class SnapshotTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(url, r.stdout)
 
+        # A gold master can be a file too.
+        c = self.agent(env={"S3_GOLD_MASTER": url})
+        self.assertEqual(c.web("GET", "/").body, b"maintenance user=ann")
+
     def test_multipart_upload_of_a_large_snapshot(self):
         big = secrets.token_bytes(11 * 1024 * 1024)
         a = self.source_agent(ext_files={"big.zip": big})

@@ -13,6 +13,7 @@
 
 #include "net/http_client.h"
 #include "net/http_server.h"
+#include "net/net_support.h"
 #include "store/s3_client.h"
 
 namespace cap::store {
@@ -267,6 +268,45 @@ TEST(S3Client, RetriesServerErrorsAndThrottlingThenGivesUp) {
   EXPECT_EQ(kind, S3Failure::Other);
   EXPECT_NE(error.find("S3 answered HTTP 503 (ServiceUnavailable)"), std::string::npos);
   server.drain(std::chrono::seconds(2));
+}
+
+TEST(S3Client, VerifiesTheEndpointsTlsCertificate) {
+  net::test::TestCert cert = net::test::make_test_cert();
+  net::ServerOptions so;
+  so.address = "127.0.0.1";
+  so.port = 0;
+  so.tls_cert_file = cert.cert_file;
+  so.tls_key_file = cert.key_file;
+  net::HttpServer server(so, [](net::Exchange& ex) {
+    net::ResponseView r;
+    r.body = "over tls";
+    ex.respond(r);
+  });
+  std::string error;
+  ASSERT_TRUE(server.start(&error)) << error;
+  net::HttpClientPool http;
+  AwsCredentialsProvider creds(
+      http, env_of({{"AWS_ACCESS_KEY_ID", "AKIATEST"}, {"AWS_SECRET_ACCESS_KEY", "s"}}));
+  S3Options o;
+  std::string endpoint = "https://127.0.0.1:" + std::to_string(server.port());
+  ASSERT_TRUE(S3Options::from_environment(env_of({{"AWS_ENDPOINT_URL_S3", endpoint}}), &o, &error));
+  o.attempts = 1;
+  std::string data;
+  S3Failure kind;
+  {
+    S3Client untrusted(o, creds);  // a self-signed certificate is refused
+    EXPECT_FALSE(untrusted.get("bucket", "k", &data, &error, &kind));
+    EXPECT_EQ(kind, S3Failure::Unreachable);
+    EXPECT_NE(error.find("cannot reach the S3 endpoint " + endpoint), std::string::npos) << error;
+  }
+  ASSERT_TRUE(S3Options::from_environment(
+      env_of({{"AWS_ENDPOINT_URL_S3", endpoint}, {"AWS_CA_BUNDLE", cert.cert_file}}), &o, &error));
+  o.attempts = 1;
+  S3Client trusted(o, creds);  // AWS_CA_BUNDLE trusts it
+  ASSERT_TRUE(trusted.get("bucket", "k", &data, &error, &kind)) << error;
+  EXPECT_EQ(data, "over tls");
+  server.drain(std::chrono::seconds(2));
+  std::filesystem::remove_all(cert.dir);
 }
 
 TEST(S3Client, XmlText) {
