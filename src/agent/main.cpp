@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "agent/activation.h"
+#include "agent/announce.h"
 #include "agent/durable_file.h"
 #include "agent/logging.h"
 #include "agent/management_api.h"
@@ -68,10 +69,8 @@ int main(int argc, char** argv) {
     log.warn(
         "CAP_MGMT_KEY is shorter than 16 characters: use a long random key "
         "(for example 32 random bytes as hex)");
-  if (!settings.console_url.empty())
-    log.warn(
-        "CAP_CONSOLE_URL is set, but announcing to the console is not available in this "
-        "build; register the agent in the console by hand");
+  if (!settings.console_url.empty() && settings.join_token.empty())
+    log.warn("CAP_CONSOLE_URL is set without CAP_JOIN_TOKEN: the agent does not announce itself");
   if (!settings.db_url.empty())
     log.info("CAP_DB_URL is set; the SQL rules come with the storage feature");
 
@@ -169,6 +168,15 @@ int main(int argc, char** argv) {
   }
   log.info("serving: web on {}:{}, management on {}:{}", settings.web_address, web.port(),
            settings.mgmt_address, mgmt.port());
+  std::unique_ptr<Announcer> announcer;
+  if (!settings.console_url.empty() && !settings.join_token.empty()) {
+    const char* host = std::getenv("CAP_ADVERTISE_HOST");
+    announcer = std::make_unique<Announcer>(
+        Announcement{settings.console_url, settings.join_token, settings.agent_name,
+                     host ? host : "", mgmt.port(), web.port()},
+        client);
+    announcer->start();
+  }
 
   int sig = 0;
   while (sigwait(&stop_signals, &sig) != 0) {
