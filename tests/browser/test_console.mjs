@@ -82,14 +82,16 @@ test('build a rule set in the editor, save it, deploy it, and the agent answers 
   await eventually(async () => assert.deepEqual((await wires(page)).sort(), ['ifCondition1:true:0', 'setVariable1:next:0']));
   await eventually(async () => assert.equal(await page.getByTestId('validity').innerText(), 'valid'));
 
-  // The console validates with the engine: an expression error it finds shows on the node,
-  // and nothing is saved.
+  // The console validates with the engine as you edit: an expression error shows on the
+  // node, and saving it stores nothing.
   await selectNode(page, 'ifCondition1');
   await setParam(page, 'ifCondition1', 'condition', "URI == ");
+  await eventually(async () => assert.equal((await nodeProblems(page, 'ifCondition1')).length, 1));
   await page.getByTestId('save').click();
   await eventually(async () => assert.match(await page.getByTestId('save-status').innerText(), /Not saved/));
   await eventually(async () => assert.equal((await nodeProblems(page, 'ifCondition1')).length, 1));
   await setParam(page, 'ifCondition1', 'condition', "URI == '/hi'");
+  await eventually(async () => assert.deepEqual(await nodeProblems(page, 'ifCondition1'), []));
   await page.locator('.react-flow__pane').click({ position: { x: 10, y: 10 } });
   await page.getByTestId('save').click();
   await eventually(async () => assert.match(await page.getByTestId('save-status').innerText(), /Saved as revision 2/));
