@@ -116,6 +116,7 @@ test('the dashboard shows what the agent runs; its page shows logs, a trace and 
   await page.getByRole('link', { name: 'web-1' }).click();
   await page.getByRole('tab', { name: 'Trace' }).click();
   await page.getByRole('button', { name: 'Arm the trace' }).click();
+  await page.getByText('5 still to record').waitFor();
   await fetch(`${agent.webUrl}/hi?name=Trace`);
   await eventually(async () => {
     await page.getByRole('button', { name: 'Refresh' }).click();

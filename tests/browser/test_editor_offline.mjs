@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { dragRule, nodeProblems, selectNode, setParam, wire, wires } from './editor.mjs';
+import { dragRule, nodeProblems, selectNode, setParam, settle, wire, wires } from './editor.mjs';
 import { eventually, launchBrowser, run, screenshotPath, serveStatic, uiDir } from './harness.mjs';
 
 const capctl = process.env.CAPCTL;
@@ -112,8 +112,11 @@ test('keyboard: Enter on a catalogue rule adds it; Delete removes the selection;
   await page.getByLabel('Comment', { exact: true }).fill('explains the rule set');
   await eventually(async () => assert.match(await page.locator('.react-flow__node[data-id="comment1"]').innerText(), /explains the rule set/));
   await page.locator('.react-flow__node[data-id="comment1"] .rule-node-title').click();
-  await page.keyboard.press('Delete');
-  await eventually(async () => assert.equal(await page.locator('.react-flow__node').count(), 3));
+  await eventually(async () => {
+    await page.locator('.react-flow__node[data-id="comment1"]').focus({ timeout: 1000 }).catch(() => {});
+    await page.keyboard.press('Delete');
+    assert.equal(await page.locator('.react-flow__node').count(), 3);
+  });
   await page.getByRole('button', { name: 'Auto layout' }).click();
   await eventually(async () => {
     const y = async (id) => (await page.locator(`.react-flow__node[data-id="${id}"]`).boundingBox()).y;
@@ -131,10 +134,15 @@ test('a rule set used as a node takes its exits as chain points; double-click op
   await wire(page, 'httpRespond1', 'next', 'ruleSetExit1');
   await page.getByTestId('ruleset-select').selectOption('main');
   await page.waitForURL(/\/local\/main$/);
-  await page.getByTestId('catalogue-ruleset-other').dragTo(page.getByTestId('canvas'), { targetPosition: { x: 600, y: 300 } });
+  await settle(page);
+  await page.getByTestId('catalogue-ruleset-other').dragTo(page.getByTestId('canvas'), { targetPosition: { x: 480, y: 330 } });
   await page.locator('.react-flow__node[data-id="other1"] [data-testid="out-other1-DONE"]').waitFor();
+  await page.screenshot({ path: screenshotPath('editor-ruleset-node.png') });
   await wire(page, 'ifCondition1', 'false', 'other1');
-  await eventually(async () => assert.equal(await page.getByTestId('validity').innerText(), 'valid'));
+  await page.locator('.react-flow__pane').click({ position: { x: 10, y: 10 } });
+  await eventually(async () =>
+    assert.equal(await page.getByTestId('validity').innerText(), 'valid', `${await wires(page)} ${await page.getByTestId('ruleset-panel').innerText()}`),
+  );
   await page.locator('.react-flow__node[data-id="other1"]').dblclick();
   await page.waitForURL(/\/local\/other$/);
   await page.getByTestId('ruleset-select').selectOption('main');
