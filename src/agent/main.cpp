@@ -13,6 +13,7 @@
 
 #include "agent/activation.h"
 #include "agent/durable_file.h"
+#include "agent/extension_store.h"
 #include "agent/logging.h"
 #include "agent/management_api.h"
 #include "agent/metrics.h"
@@ -115,6 +116,12 @@ int main(int argc, char** argv) {
   WorkQueue wait_pool(settings.wait_threads, kMaxWaitingRequests);
   WorkQueue commands(1);  // declared after the activator: it finishes its tasks first
   activator.set_background([&commands](std::function<void()> task) { commands.post(std::move(task)); });
+  ExtensionStore extensions(settings.home, registry, activator);
+  activator.set_extension_check(
+      [&extensions](std::string_view name, std::string_view version) {
+        return extensions.check(name, version);
+      });
+  extensions.load_all();
   activator.restore();
 
   WebHandler web_handler(slot, metrics, client, wait_pool,
@@ -132,6 +139,7 @@ int main(int argc, char** argv) {
   cap::net::HttpServer web(web_options, [&](cap::net::Exchange& ex) { web_handler.handle(ex); });
 
   ManagementApi api(settings, activator, slot, vault, metrics, commands);
+  api.set_extensions(&extensions);
   if (!api.configure(&error)) {
     log.error("CAP_MGMT_ALLOW is not valid: {}", error);
     shutdown_logging();

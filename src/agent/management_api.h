@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "agent/activation.h"
+#include "agent/extension_store.h"
 #include "agent/management_auth.h"
 #include "agent/metrics.h"
 #include "agent/serving.h"
@@ -30,6 +31,8 @@ class ManagementApi {
   bool configure(std::string* error);
   /// The server's handler.
   void handle(net::Exchange& ex);
+  /// Serves /v1/extensions from `store` (set before serving).
+  void set_extensions(ExtensionStore* store) { extensions_ = store; }
 
   /// One command: views into the server's buffers, valid until it is answered.
   struct Command {
@@ -57,6 +60,7 @@ class ManagementApi {
   Answer logs_list() const;
   Answer log_file(const Command& c, std::string_view name) const;
   Answer metrics() const;
+  Answer extension_change(const Command& c, std::string_view name);
 
   const Settings& settings_;
   Activator& activator_;
@@ -65,6 +69,7 @@ class ManagementApi {
   Metrics& metrics_;
   WorkQueue& commands_;
   ManagementAuth auth_;
+  ExtensionStore* extensions_ = nullptr;
   std::chrono::steady_clock::time_point started_;
 };
 

@@ -43,9 +43,7 @@ std::string md_escape(std::string s) {
 }  // namespace
 
 int cmd_rules(bool markdown) {
-  RuleRegistry reg;
-  register_base_rules(reg);
-  auto all = reg.all();
+  auto all = catalogue().all();
   std::string out;
   if (markdown) {
     out += "# Rule reference\n\n";
@@ -68,6 +66,8 @@ int cmd_rules(bool markdown) {
       }
       const RuleSpec& r = t->spec;
       out += "### " + r.name + "\n\n" + r.doc + "\n\n";
+      if (!r.extension.empty())
+        out += "From extension `" + r.extension + "` " + r.extension_version + ".\n\n";
       out += "Chain points: " + chain_list(r) + ".\n\n";
       if (r.may_wait) out += "Waits on a service (network, database or model).\n\n";
       if (r.params.empty()) {
@@ -105,6 +105,7 @@ int cmd_rules(bool markdown) {
         out += "== " + group + "\n";
       }
       out += "\n" + r.name + "\n  " + r.doc + "\n  chain points: " + chain_list(r) + "\n";
+      if (!r.extension.empty()) out += "  from extension " + r.extension + " " + r.extension_version + "\n";
       for (auto& p : r.params) out += "  - " + param_line(p) + (p.doc.empty() ? "" : ": " + p.doc) + "\n";
     }
   }

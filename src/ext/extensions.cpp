@@ -6,15 +6,15 @@ namespace cap::ext {
 
 namespace {
 
-InstalledExtension info_of(const ExtensionSet::Prepared& p) {
+InstalledExtension info_of(const std::shared_ptr<const Image>& image) {
   InstalledExtension e;
-  const Manifest& m = p.package.manifest;
+  const Manifest& m = image->manifest();
   e.name = m.name;
   e.version = m.version;
-  e.sha256 = p.package.sha256;
+  e.sha256 = image->sha256();
   e.description = m.description;
   for (auto& r : m.rules) e.rules.push_back(r.spec.name);
-  e.image = p.image;
+  e.image = image;
   return e;
 }
 
@@ -62,18 +62,20 @@ bool ExtensionSet::prepare_path(const std::string& path, Prepared* out,
   return true;
 }
 
-void ExtensionSet::commit(Prepared prepared) {
+void ExtensionSet::commit(Prepared prepared) { commit_image(std::move(prepared.image)); }
+
+void ExtensionSet::commit_image(std::shared_ptr<const Image> image) {
   std::lock_guard lock(mu_);
-  const Manifest& m = prepared.image->manifest();
+  const Manifest& m = image->manifest();
   std::set<std::string> now;
   for (size_t i = 0; i < m.rules.size(); ++i) {
-    registry_.add(m.rules[i].spec, rule_factory(prepared.image, i));
+    registry_.add(m.rules[i].spec, rule_factory(image, i));
     now.insert(m.rules[i].spec.name);
   }
   if (auto it = installed_.find(m.name); it != installed_.end())
     for (auto& old : it->second.rules)
       if (!now.count(old)) registry_.remove(old);
-  installed_[m.name] = info_of(prepared);
+  installed_[m.name] = info_of(image);
 }
 
 bool ExtensionSet::remove(std::string_view name) {

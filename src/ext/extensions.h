@@ -50,6 +50,8 @@ class ExtensionSet {
   /// Registers a prepared extension: its rules are added or replaced, and rules of the
   /// previous version it no longer has are removed.
   void commit(Prepared prepared);
+  /// The same from an Image (to put back a version that was replaced).
+  void commit_image(std::shared_ptr<const Image> image);
   /// Removes an extension and its rules. False when it is not installed.
   bool remove(std::string_view name);
 
