@@ -49,6 +49,15 @@ enum class PerformanceLevel { Off, Counts, Timings };
 
 struct Node;
 
+/// A typed input of a rule set that is called as a tool (by AiAgent or over MCP): the
+/// rule set file's "params" list. The tool's JSON schema is derived from these.
+struct RuleSetParam {
+  std::string name;         // a variable name: the value is set under it before the call
+  std::string type;         // string, number, integer, boolean, list or map
+  bool required = false;
+  std::string description;  // tells the model what to pass
+};
+
 struct RuleSet {
   std::string name;
   std::string file;
@@ -57,6 +66,8 @@ struct RuleSet {
   std::vector<std::unique_ptr<Node>> nodes;
   const Node* start = nullptr;
   bool may_wait = false;
+  std::vector<RuleSetParam> params;  // inputs when called as a tool
+  std::string result = "RESULT";     // the variable holding the tool's result
 };
 
 struct Node {
@@ -69,6 +80,14 @@ struct Node {
   std::vector<std::string> chain_names;    // chain point names in index order
   std::vector<std::vector<const Node*>> chains;
   mutable NodeStats stats;
+};
+
+/// cap.json "mcp": rule sets offered as tools over the Model Context Protocol on the web
+/// port. `path` is empty when the configuration offers none.
+struct McpSettings {
+  std::string path;                   // "/mcp"
+  std::optional<Template> token;      // the bearer token clients must send (vault template)
+  std::vector<const RuleSet*> tools;  // each has a description and params
 };
 
 class Configuration {
@@ -88,6 +107,7 @@ class Configuration {
   const RuleSet* completion = nullptr;
   std::vector<std::pair<std::string, const RuleSet*>> modes;
   std::vector<std::pair<uint32_t, Value>> globals;
+  McpSettings mcp;
   Package package;  // the files it was loaded from (content/ is served from here)
   bool may_wait = false;  // some rule set reachable from the entry waits on a service
   /// The rules may read the request body: some file mentions the BODY variable, or some
@@ -121,7 +141,8 @@ LoadResult load_configuration(const Package& package, const RuleRegistry& regist
 
 /// One recorded transaction.
 struct TraceEvent {
-  enum class Kind { Enter, Chain, Return, Set, Delete, Complete, Error };
+  /// Note: a step a rule reports itself (an AiAgent's prompt, tool call, tokens).
+  enum class Kind { Enter, Chain, Return, Set, Delete, Complete, Error, Note };
   Kind kind;
   std::string ruleset, node, detail;  // detail: chain point, variable name=value, error
 };
@@ -146,6 +167,15 @@ class Workspace {
   friend class Runtime;
   uint64_t serial_ = 0;  // the configuration vars_ was sized for (addresses get reused)
   std::unique_ptr<Variables> vars_;
+};
+
+/// What running a rule set as a tool gave (Runtime::call_ruleset).
+struct CallResult {
+  bool failed = false;
+  std::string error;  // when failed: which node and why (never secrets)
+  std::string exit;   // the RuleSetExit reached, "" when none
+  Value result;       // the rule set's result variable (RuleSet::result) after the run
+  Response response;  // a response its rules set, if any
 };
 
 struct Outcome {
@@ -182,6 +212,14 @@ class Runtime {
   void set_mode_listener(std::function<void(const std::string&)> listener) {
     mode_listener_ = std::move(listener);
   }
+
+  /// Runs rule set `rs` as a tool: on a fresh variable bag holding the globals and `args`
+  /// (each set under its name), with its own response. Errors inside come back in the
+  /// result, never as exceptions. With `caller` (a rule calling a tool), counts, timings and
+  /// an armed trace continue in the caller's; without one (an MCP call) an armed trace
+  /// records the call as a transaction named `label`. Thread-safe.
+  CallResult call_ruleset(const RuleSet& rs, const Map& args, ExecContext* caller,
+                          std::string_view label = {});
 
   /// Records the next `n` transactions.
   void arm_trace(int n);
@@ -231,6 +269,11 @@ class ExecContext : public EvalContext {
   Logger& logger();
   int64_t now_ms() const;
   Trace* trace() { return trace_; }
+  /// Whether a trace records this request (rules skip building notes otherwise).
+  bool tracing() const { return trace_ != nullptr; }
+  /// Adds a note to the trace under the running node (no effect when not tracing). Never
+  /// pass secrets.
+  void note(std::string detail);
 
  private:
   friend class Runtime;
@@ -239,6 +282,7 @@ class ExecContext : public EvalContext {
   const Request* request_;
   bool completed_ = false;
   const Node* current_ = nullptr;
+  int top_exit_ = -1;  // the RuleSetExit reached at the top level (call_ruleset)
   std::vector<const Node*> frames_;  // the nodes that called the running sub rule sets
   Trace* trace_ = nullptr;
   bool timings_ = false;

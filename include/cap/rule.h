@@ -199,6 +199,9 @@ class Rule {
   /// Runs for one request. Returns the chain point index to take, kNoChain or kHandled.
   /// Throws EvalError to fail the request (a FailSafePoint above catches it).
   virtual int execute(ExecContext& ctx) const = 0;
+  /// Counters the rule keeps itself (an LLM rule's tokens), as (name, value): shown in the
+  /// performance data and /metrics. Thread-safe; none by default.
+  virtual void counters(std::vector<std::pair<std::string, uint64_t>>& out) const { (void)out; }
 };
 
 /// Makes the Rule for one node; returns nullptr after reporting errors on `cc`.

@@ -84,6 +84,7 @@ std::shared_ptr<Serving> Activator::serving_for(const std::shared_ptr<Runtime>& 
   s->origin = cfg.origin;
   while (!s->origin.empty() && s->origin.back() == '/') s->origin.pop_back();
   s->may_wait = cfg.may_wait;
+  s->reads_body = cfg.reads_body;
   s->response_additions = cfg.symbols.find(kResponseAdditionsVariable) >= 0;
   return s;
 }

@@ -132,6 +132,8 @@ int main(int argc, char** argv) {
   web_options.threads = settings.workers;
   web_options.max_header_bytes = settings.max_header_bytes;
   web_options.max_body_bytes = settings.max_body_bytes;
+  web_options.max_stream_bytes = settings.max_stream_bytes;
+  web_options.stream_request_bodies = [&web_handler] { return web_handler.streams_bodies(); };
   web_options.read_timeout = std::chrono::milliseconds(settings.read_timeout_ms);
   web_options.idle_timeout = std::chrono::milliseconds(settings.idle_timeout_ms);
   web_options.name = "web";

@@ -174,6 +174,34 @@ std::string Metrics::prometheus(const Serving& serving) const {
   }
   out += inline_seconds;
 
+  // Counters rules keep themselves (an LLM rule's calls and tokens): one metric per name.
+  std::map<std::string, std::string> counters;
+  if (serving.runtime) {
+    const Configuration& cfg = serving.runtime->configuration();
+    std::vector<std::pair<std::string, uint64_t>> values;
+    for (auto& rs : cfg.rulesets)
+      for (auto& n : rs->nodes) {
+        if (!n->rule) continue;
+        values.clear();
+        n->rule->counters(values);
+        for (auto& [name, value] : values) {
+          std::string& text = counters["cap_rule_" + name + "_total"];
+          text += "cap_rule_" + name + "_total{ruleset=\"";
+          append_label_value(text, rs->name);
+          text += "\",node=\"";
+          append_label_value(text, n->id);
+          text += "\",rule=\"";
+          append_label_value(text, n->rule_name);
+          text += "\"} " + std::to_string(value) + "\n";
+        }
+      }
+  }
+  for (auto& [metric, text] : counters) {
+    out += "# HELP " + metric + " A counter the rule keeps (see the rule's documentation).\n";
+    out += "# TYPE " + metric + " counter\n";
+    out += text;
+  }
+
   out += "# HELP cap_configuration_info The active configuration.\n";
   out += "# TYPE cap_configuration_info gauge\n";
   if (!serving.blank()) {

@@ -29,6 +29,9 @@ struct Serving {
   bool stopped = false;
   std::string origin;     // proxy mode when set ("http://host:port", no trailing '/')
   bool may_wait = false;  // run requests on the wait pool, not on the event loop
+  /// The rules may read BODY or form parameters, so request bodies are read whole before
+  /// they run; when false (and in proxy mode) large bodies stream to the origin instead.
+  bool reads_body = true;
   /// The configuration mentions RESPONSE_ADDITIONS (HttpResponseAddition): the host reads
   /// it after the rules ran.
   bool response_additions = false;

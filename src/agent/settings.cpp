@@ -1,5 +1,4 @@
 #include "agent/settings.h"
-#include "net/signing.h"
 
 #include <sched.h>
 #include <unistd.h>
@@ -9,6 +8,8 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+
+#include "net/signing.h"
 
 namespace cap::agent {
 
@@ -82,7 +83,10 @@ bool parse_settings(int argc, char** argv, Settings* s, int* exit_code) {
   opt("CAP_CONSOLE_URL", s->console_url, "console to announce this agent to");
   opt("CAP_JOIN_TOKEN", s->join_token, "token for announcing to the console");
   opt("CAP_MAX_HEADER_BYTES", s->max_header_bytes, "larger request heads get 431");
-  opt("CAP_MAX_BODY_BYTES", s->max_body_bytes, "larger web request bodies get 413");
+  opt("CAP_MAX_BODY_BYTES", s->max_body_bytes,
+      "larger web request bodies get 413, unless they stream to the origin");
+  opt("CAP_MAX_STREAM_BYTES", s->max_stream_bytes,
+      "proxy mode: the limit on a request body streamed to the origin (0: none)");
   opt("CAP_READ_TIMEOUT_MS", s->read_timeout_ms,
       "a started request must arrive whole within this (408)")
       ->check(CLI::Range(1, 3600000));

@@ -31,8 +31,11 @@ struct Settings {
   bool request_log = false;                  // CAP_REQUEST_LOG=1: one line per request
   std::string console_url, join_token;       // CAP_CONSOLE_URL, CAP_JOIN_TOKEN
   // Web limits (extensions; the defaults suit production).
-  size_t max_header_bytes = 16 * 1024;        // CAP_MAX_HEADER_BYTES: larger gets 431
-  size_t max_body_bytes = 16 * 1024 * 1024;   // CAP_MAX_BODY_BYTES: larger gets 413
+  size_t max_header_bytes = 16 * 1024;       // CAP_MAX_HEADER_BYTES: larger gets 431
+  size_t max_body_bytes = 16 * 1024 * 1024;  // CAP_MAX_BODY_BYTES: larger gets 413
+  /// CAP_MAX_STREAM_BYTES: the limit on a request body that streams to the origin (proxy
+  /// mode, a configuration that does not read BODY); 0: none.
+  uint64_t max_stream_bytes = 0;
   int read_timeout_ms = 15000;                // CAP_READ_TIMEOUT_MS: slower requests get 408
   int idle_timeout_ms = 60000;                // CAP_IDLE_TIMEOUT_MS
   int origin_timeout_ms = 30000;              // CAP_ORIGIN_TIMEOUT_MS: proxy mode

@@ -7,14 +7,14 @@
 #include <utility>
 #include <vector>
 
-#include "rules/forwarding.h"
 #include "agent/logging.h"
+#include "agent/mcp.h"
+#include "rules/forwarding.h"
 #include "rules/network.h"
 
 namespace cap::agent {
 
 using namespace cap::rules;  // HTTP forwarding helpers and response additions
-
 
 namespace {
 
@@ -35,6 +35,9 @@ std::string_view page(int status) {
     case 500:
       return "<!doctype html><title>500 Internal Server Error</title><h1>500 Internal Server "
              "Error</h1><p>The request could not be handled. The agent's log says why.</p>\n";
+    case 413:
+      return "<!doctype html><title>413 Content Too Large</title><h1>413 Content Too Large</h1>"
+             "<p>The request body is larger than this service accepts.</p>\n";
     case 502:
       return "<!doctype html><title>502 Bad Gateway</title><h1>502 Bad Gateway</h1>"
              "<p>The origin server could not be reached.</p>\n";
@@ -83,7 +86,9 @@ struct WebHandler::Pending {
   net::Exchange* ex = nullptr;          // answering inline
   const std::shared_ptr<const Serving>* inline_serving = nullptr;  // the loop thread's cached one
   net::Deferred deferred;                                          // answering later
-  Request req;  // views into the server's buffers
+  Request req;                       // views into the server's buffers
+  std::shared_ptr<BodySource> body;  // the request body, when it streams
+  int64_t body_length = -1;
   Response res;
   std::vector<ResponseEdit> edits;  // RESPONSE_ADDITIONS not applied yet
   Outcome outcome;
@@ -97,6 +102,9 @@ struct WebHandler::Pending {
     req.headers.clear();
     for (const net::HeaderView& h : e.headers()) req.headers.emplace_back(h.name, h.value);
     req.body = e.body();
+    body = e.body_stream();
+    req.body_streamed = body != nullptr;
+    body_length = body ? e.content_length() : -1;
     req.remote_addr = e.remote_addr();
     req.scheme = e.secure() ? "https" : "http";
     req.timestamp_ms = 0;
@@ -114,6 +122,8 @@ struct WebHandler::Pending {
     p->hold = std::move(s);
     p->serving = p->hold.get();
     p->req = req;
+    p->body = std::move(body);
+    p->body_length = body_length;
     p->res = res;
     p->edits = edits;
     p->outcome = outcome;
@@ -138,6 +148,7 @@ void WebHandler::record(Pending& p, int status) {
 
 void WebHandler::send(Pending& p, const net::ResponseView& v) {
   record(p, v.status);
+  p.body.reset();  // an unread streamed body: the server closes the connection after this
   if (p.ex)
     p.ex->respond(v);
   else
@@ -202,10 +213,11 @@ void pump(std::shared_ptr<net::BodyReader> body, std::shared_ptr<net::ResponseSt
       return;
     }
     net::ResponseStream* stream = out.get();
-    stream->write(std::move(piece), [body = std::move(body), out = std::move(out)](bool ok) mutable {
-      if (ok) pump(std::move(body), std::move(out));
-      // else: the client is gone; dropping both closes the origin connection.
-    });
+    stream->write(std::move(piece),
+                  [body = std::move(body), out = std::move(out)](bool ok) mutable {
+                    if (ok) pump(std::move(body), std::move(out));
+                    // else: the client is gone; dropping both closes the origin connection.
+                  });
   });
 }
 
@@ -224,8 +236,17 @@ std::optional<uint64_t> content_length(const HttpReply& reply) {
 
 }  // namespace
 
+bool WebHandler::streams_bodies() {
+  const Serving& s = *slot_.current();
+  return !s.blank() && s.proxy() && (s.stopped || !s.reads_body);
+}
+
 void WebHandler::proxy(std::shared_ptr<Pending> p) {
   HttpCall call = forward_call(p->req, p->serving->origin, {}, options_.origin_timeout_ms);
+  if (p->body) {
+    call.body_source = std::move(p->body);
+    call.body_length = p->body_length;
+  }
   bool body_edit = false;
   for (const auto& e : p->edits) body_edit = body_edit || e.replace_body;
   if (!body_edit) {
@@ -271,6 +292,18 @@ void WebHandler::proxy(std::shared_ptr<Pending> p) {
   });
 }
 
+void WebHandler::answer_mcp(std::shared_ptr<Pending> p) {
+  p->ex = nullptr;
+  bool queued = wait_pool_.post([this, p] {
+    McpAnswer a = handle_mcp(*p->serving->runtime, p->req);
+    send(*p, net::ResponseView{a.status, a.content_type, a.headers, a.body, false});
+  });
+  if (!queued) {
+    web_log().warn("wait pool full: refusing {} {}", p->req.method, p->req.target);
+    send(*p, net::ResponseView{503, kHtml, {}, page(503), false});
+  }
+}
+
 void WebHandler::handle(net::Exchange& ex) {
   const int64_t t0 = now_ns();
   thread_local Pending local;
@@ -302,11 +335,23 @@ void WebHandler::handle(net::Exchange& ex) {
     send(local, net::ResponseView{503, kHtml, {}, kBlankPage, false});
     return;
   }
+  if (local.body && !(serving->proxy() && (serving->stopped || !serving->reads_body))) {
+    // The body started streaming under a configuration that let it, and the one active now
+    // reads bodies: it is too large to hold, as it would have been from the start.
+    local.body.reset();
+    send(local, net::ResponseView{413, kHtml, {}, page(413), false});
+    return;
+  }
   if (serving->stopped) {
     if (serving->proxy())
       proxy(local.detach(serving));
     else
       send(local, net::ResponseView{503, kHtml, {}, kStoppedPage, false});
+    return;
+  }
+  if (const std::string& mcp = serving->runtime->configuration().mcp.path;
+      !mcp.empty() && path_of(target) == mcp) {
+    answer_mcp(local.detach(serving));  // rule sets offered as MCP tools (agent/mcp.h)
     return;
   }
   if (serving->may_wait) {

@@ -1,6 +1,7 @@
 // The web port's request path, in the order a request meets it:
 //
-//   accept     /.cap/health and /.cap/ready answer at once; a blank agent answers 503
+//   accept     /.cap/health and /.cap/ready answer at once; a blank agent answers 503;
+//              the configuration's MCP path (cap.json "mcp") goes to agent/mcp.h
 //   variables  the Exchange becomes a cap::Request of views into the server's buffers
 //   rules      the active Runtime runs on the loop thread with that thread's Workspace, or,
 //              when the configuration may wait (HTTP calls), on the wait pool
@@ -13,11 +14,10 @@
 //
 // Stopped rules: proxy mode passes everything to the origin, endpoint mode answers 503.
 //
-// Not done yet: request bodies are still read whole by the server (up to
-// CAP_MAX_BODY_BYTES) before the rules run, also in proxy mode. Streaming them to the origin
-// needs a loader flag saying whether the configuration reads BODY or form parameters, an
-// Exchange that hands over the request after its head with a pull reader for the body, and
-// an HttpCall whose body is such a reader (CAP_MAX_STREAM_BYTES as its limit).
+// Request bodies: read whole by the server (up to CAP_MAX_BODY_BYTES) before the rules run,
+// except in proxy mode with a configuration that does not read BODY or form parameters (or
+// with the rules stopped): there a body larger than CAP_MAX_BODY_BYTES, or chunked, streams
+// to the origin as the client sends it (up to CAP_MAX_STREAM_BYTES), never held whole.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +45,9 @@ class WebHandler {
              WebOptions options);
   /// The server's handler: runs on a loop thread.
   void handle(net::Exchange& ex);
+  /// ServerOptions::stream_request_bodies: whether what is served now passes large request
+  /// bodies to the origin as they come. On a loop thread.
+  bool streams_bodies();
 
   struct Pending;  // a request that continues off the loop thread
 
@@ -52,6 +55,7 @@ class WebHandler {
   void run_rules(Pending& p);
   void finish(Pending& p);
   void proxy(std::shared_ptr<Pending> p);
+  void answer_mcp(std::shared_ptr<Pending> p);  // on the wait pool: tools may wait
   void send(Pending& p, const net::ResponseView& v);
   void record(Pending& p, int status);  // metrics and the request log line
 

@@ -39,6 +39,10 @@ int cmd_pack(const std::string& dir, const std::string& out);
 int cmd_run(const std::string& dir, const RunOptions& opts);
 int cmd_test(const std::string& dir, const std::string& data);
 int cmd_rules(bool markdown);
+/// Prints the catalogue as one JSON document, {"rules": [{name, group, doc, params: [{name,
+/// type, required, default, doc, choices}], chain_points, user_chain_points, may_wait}]},
+/// in catalogue order. The console UI's editor reads this shape.
+int cmd_rules_json();
 
 // Commands that talk to an agent's management API (agent_commands.cpp). Each signs its
 // requests with the key from --key-file, else CAP_MGMT_KEY; without a key they exit 2.

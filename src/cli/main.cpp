@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
 
   auto* rules = app.add_subcommand("rules", "Print the rule catalogue");
   rules->add_flag("--markdown", markdown, "as a Markdown page (docs/rules.md)");
+  bool rules_json = false;
+  rules->add_flag("--json", rules_json, "as JSON (the console UI's catalogue)")
+      ->excludes("--markdown");
   for (auto* cmd : {validate, pack, runc, test, rules}) with_extensions(cmd);
 
   std::string ext_path;
@@ -114,7 +117,7 @@ int main(int argc, char** argv) {
   if (*pack) return cap::cli::cmd_pack(dir, out);
   if (*runc) return cap::cli::cmd_run(dir, run);
   if (*test) return cap::cli::cmd_test(dir, data);
-  if (*rules) return cap::cli::cmd_rules(markdown);
+  if (*rules) return rules_json ? cap::cli::cmd_rules_json() : cap::cli::cmd_rules(markdown);
   if (*deploy) return cap::cli::cmd_deploy(dir, agent);
   if (*status) return cap::cli::cmd_status(agent, json);
   if (*logs) return cap::cli::cmd_logs(agent, log_file, tail);

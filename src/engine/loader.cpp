@@ -227,6 +227,8 @@ class Loader {
   bool compile_any(const std::string& file, const std::string& node, const std::string& pname,
                    const json::value& v, Param* out, int depth);
   void check_cycles();
+  void load_tool_params(RuleSet& rs, const json::object& o);
+  void load_mcp();
   const RuleSet* ruleset_ref(const json::object& m, const char* key);
 
   const Package& pkg_;
@@ -332,7 +334,7 @@ void Loader::load_manifest() {
   static const std::set<std::string, std::less<>> known = {
       "format", "name", "description", "ruleset", "content_ruleset", "startup_ruleset",
       "completion_ruleset", "modes", "globals", "origin", "databases", "performance",
-      "extensions"};
+      "extensions", "mcp"};
   for (auto& [k, v] : m)
     if (!known.count(std::string_view(k)))
       warning("cap.json", "", std::string(k), "unknown field, ignored");
@@ -464,8 +466,137 @@ void Loader::declare_ruleset(const std::string& file, const json::value& doc) {
   }
   if (auto* d = o.if_contains("description"); d && d->is_string())
     rs->description = std::string(d->get_string());
+  load_tool_params(*rs, o);
   docs_.emplace_back(rs.get(), o);
   cfg_->rulesets.push_back(std::move(rs));
+}
+
+void Loader::load_tool_params(RuleSet& rs, const json::object& o) {
+  const std::string& file = rs.file;
+  if (auto* r = o.if_contains("result"); r && !r->is_null()) {
+    if (!r->is_string() || !valid_identifier(r->get_string()))
+      error(file, "", "result", "must be the name of the variable that holds the tool's result");
+    else
+      rs.result = std::string(r->get_string());
+  }
+  cfg_->symbols.intern(rs.result);
+  auto* p = o.if_contains("params");
+  if (!p || p->is_null()) return;
+  if (!p->is_array()) {
+    error(file, "", "params",
+          "must be a list of {\"name\", \"type\", \"required\", \"description\"}");
+    return;
+  }
+  static const std::set<std::string, std::less<>> types = {"string", "number", "integer",
+                                                           "boolean", "list", "map"};
+  static const std::set<std::string, std::less<>> fields = {"name", "type", "required",
+                                                            "description"};
+  for (size_t i = 0; i < p->get_array().size(); ++i) {
+    const json::value& e = p->get_array()[i];
+    std::string where = "params[" + std::to_string(i) + "]";
+    if (!e.is_object()) {
+      error(file, "", where, "must be an object with name and type");
+      continue;
+    }
+    const json::object& eo = e.get_object();
+    for (auto& [k, v] : eo)
+      if (!fields.count(std::string_view(k)))
+        warning(file, "", where + "." + std::string(k), "unknown field, ignored");
+    RuleSetParam param;
+    auto* name = eo.if_contains("name");
+    if (!name || !name->is_string() || !valid_identifier(name->get_string())) {
+      error(file, "", where + ".name", "must be a variable name (letters, digits, _)");
+      continue;
+    }
+    param.name = std::string(name->get_string());
+    where = "params." + param.name;
+    param.type = "string";
+    if (auto* t = eo.if_contains("type")) {
+      if (!t->is_string() || !types.count(std::string_view(t->get_string()))) {
+        error(file, "", where + ".type",
+              "must be string, number, integer, boolean, list or map, got " + json::serialize(*t));
+        continue;
+      }
+      param.type = std::string(t->get_string());
+    }
+    if (auto* r = eo.if_contains("required")) {
+      if (!r->is_bool()) error(file, "", where + ".required", "must be true or false");
+      else param.required = r->get_bool();
+    }
+    if (auto* d = eo.if_contains("description")) {
+      if (!d->is_string()) error(file, "", where + ".description", "must be a string");
+      else param.description = std::string(d->get_string());
+    }
+    for (auto& other : rs.params)
+      if (other.name == param.name) error(file, "", where, "is listed twice");
+    cfg_->symbols.intern(param.name);
+    rs.params.push_back(std::move(param));
+  }
+}
+
+void Loader::load_mcp() {
+  auto* v = manifest_.is_object() ? manifest_.get_object().if_contains("mcp") : nullptr;
+  if (!v || v->is_null()) return;
+  if (!v->is_object()) {
+    error("cap.json", "", "mcp",
+          "must be an object: {\"path\": \"/mcp\", \"token\": \"${vault:NAME.field}\", "
+          "\"tools\": [rule set names]}");
+    return;
+  }
+  const json::object& m = v->get_object();
+  for (auto& [k, val] : m)
+    if (k != "path" && k != "token" && k != "tools")
+      warning("cap.json", "", "mcp." + std::string(k), "unknown field, ignored");
+  McpSettings mcp;
+  mcp.path = "/mcp";
+  if (auto* p = m.if_contains("path"); p && !p->is_null()) {
+    if (!p->is_string() || p->get_string().empty() || p->get_string()[0] != '/' ||
+        p->get_string().find_first_of("?# \r\n") != json::string::npos ||
+        p->get_string().starts_with("/.cap/"))
+      error("cap.json", "", "mcp.path",
+            "must be a path starting with '/' (not under /.cap/), without spaces, '?' or '#'");
+    else
+      mcp.path = std::string(p->get_string());
+  }
+  auto* t = m.if_contains("token");
+  if (!t || !t->is_string() || t->get_string().empty()) {
+    error("cap.json", "", "mcp.token",
+          "missing: the bearer token clients must send, from the vault: "
+          "\"${vault:NAME.field}\"");
+  } else {
+    std::string err;
+    auto tmpl = compile_template(t->get_string(), env_, &err);
+    if (!tmpl) error("cap.json", "", "mcp.token", err);
+    else if (t->get_string().find("${vault:") == json::string::npos &&
+             t->get_string().find("${env:") == json::string::npos)
+      error("cap.json", "", "mcp.token",
+            "must come from the vault (\"${vault:NAME.field}\") or the environment, not be "
+            "written in the configuration");
+    else mcp.token = std::move(*tmpl);
+  }
+  auto* tools = m.if_contains("tools");
+  if (!tools || !tools->is_array() || tools->get_array().empty()) {
+    error("cap.json", "", "mcp.tools", "must be a non-empty list of rule set names");
+  } else {
+    for (auto& e : tools->get_array()) {
+      if (!e.is_string()) {
+        error("cap.json", "", "mcp.tools", "must hold rule set names, got " + json::serialize(e));
+        continue;
+      }
+      const RuleSet* rs = cfg_->find_ruleset(std::string_view(e.get_string()));
+      if (!rs) {
+        error("cap.json", "", "mcp.tools",
+              "rule set '" + std::string(e.get_string()) + "' does not exist");
+        continue;
+      }
+      if (rs->description.empty())
+        error("cap.json", "", "mcp.tools",
+              "rule set '" + rs->name +
+                  "' needs a \"description\": it tells clients what the tool does");
+      mcp.tools.push_back(rs);
+    }
+  }
+  cfg_->mcp = std::move(mcp);
 }
 
 void Loader::check_cycles() {
@@ -808,8 +939,8 @@ void Loader::compute_exits(RuleSet& rs, const json::object& doc) {
 
 void Loader::compile_ruleset(RuleSet& rs, const json::object& doc) {
   const std::string& file = rs.file;
-  static const std::set<std::string, std::less<>> known = {"name", "description", "start",
-                                                            "exits", "rules", "format"};
+  static const std::set<std::string, std::less<>> known = {
+      "name", "description", "start", "exits", "rules", "format", "params", "result"};
   for (auto& [k, v] : doc)
     if (!known.count(std::string_view(k))) warning(file, "", std::string(k), "unknown field, ignored");
   const json::object* rules = nullptr;
@@ -984,9 +1115,11 @@ LoadResult Loader::run() {
       }
     }
   }
+  load_mcp();
   for (auto& rs : cfg_->rulesets)
     if (rs->may_wait) cfg_->may_wait = true;
-  cfg_->reads_body = any_rule_reads_body_ || package_mentions_body(pkg_);
+  // The MCP endpoint reads its requests' bodies (JSON-RPC messages).
+  cfg_->reads_body = any_rule_reads_body_ || package_mentions_body(pkg_) || !cfg_->mcp.path.empty();
   if (out_.error_count() == 0) {
     static std::atomic<uint64_t> next_serial{1};
     cfg_->serial = next_serial.fetch_add(1);

@@ -176,6 +176,10 @@ Logger& ExecContext::logger() {
 
 int64_t ExecContext::now_ms() const { return services.clock->now_ms(); }
 
+void ExecContext::note(std::string detail) {
+  if (trace_) trace_->add(TraceEvent::Kind::Note, current_ ? current_->id : "", std::move(detail));
+}
+
 void ExecContext::run_chain(int chain) {
   const Node* node = current_;
   if (!node) return;
@@ -213,7 +217,9 @@ void Runtime::run_node(ExecContext& ctx, const Node& node) {
     run_ruleset(ctx, *node.ruleset, &node);
   } else if (node.exit_index >= 0) {
     if (ctx.counts_) node.stats.count.fetch_add(1, std::memory_order_relaxed);
-    if (!ctx.frames_.empty()) {
+    if (ctx.frames_.empty()) {
+      ctx.top_exit_ = node.exit_index;  // a tool call's outcome
+    } else {
       const Node* caller = ctx.frames_.back();
       ctx.frames_.pop_back();
       Trace* t = ctx.trace_;
@@ -410,6 +416,47 @@ done:
   return outcome;
 }
 
+CallResult Runtime::call_ruleset(const RuleSet& rs, const Map& args, ExecContext* caller,
+                                 std::string_view label) {
+  const Configuration& cfg = *config_;
+  Variables vars(cfg.symbols);
+  for (auto& [slot, v] : cfg.globals) vars.set(slot, v);
+  CallResult out;
+  ExecContext ctx(vars, services_, *this, out.response, caller ? caller->request() : nullptr);
+  ctx.counts_ = cfg.performance != PerformanceLevel::Off;
+  ctx.timings_ = cfg.performance == PerformanceLevel::Timings;
+  std::unique_ptr<Trace> own;
+  if (caller) {
+    ctx.trace_ = caller->trace_;
+  } else if (trace_armed_.load(std::memory_order_relaxed) > 0) {
+    int n = trace_armed_.load();
+    while (n > 0 && !trace_armed_.compare_exchange_weak(n, n - 1)) {
+    }
+    if (n > 0) {
+      own = std::make_unique<Trace>();
+      own->record.request = std::string(label.empty() ? std::string_view(rs.name) : label);
+      own->record.timestamp_ms = services_.clock->now_ms();
+      ctx.trace_ = own.get();
+    }
+  }
+  if (ctx.trace_) vars.set_observer(ctx.trace_);
+  for (const auto& [name, value] : args) vars.set(std::string_view(name), value);
+  Outcome o = run(ctx, &rs);
+  out.failed = o.failed;
+  out.error = std::move(o.error);
+  if (ctx.top_exit_ >= 0 && static_cast<size_t>(ctx.top_exit_) < rs.exits.size())
+    out.exit = rs.exits[static_cast<size_t>(ctx.top_exit_)];
+  out.result = vars.get(std::string_view(rs.result));
+  vars.set_observer(nullptr);
+  if (own) {
+    own->record.status = out.failed ? 500 : 200;
+    std::lock_guard lock(trace_mu_);
+    traces_.push_back(std::move(own->record));
+    while (traces_.size() > kKeptTraces) traces_.pop_front();
+  }
+  return out;
+}
+
 Value Runtime::stats() const {
   Map root;
   root.set("requests", Value(requests()));
@@ -431,6 +478,15 @@ Value Runtime::stats() const {
       nm.set("inline_ns", Value(nanos));
       nm.set("avg_ns", Value(count ? static_cast<double>(nanos) / static_cast<double>(count) : 0.0));
       nm.set("errors", Value(n->stats.errors.load(std::memory_order_relaxed)));
+      if (n->rule) {
+        std::vector<std::pair<std::string, uint64_t>> counters;
+        n->rule->counters(counters);
+        if (!counters.empty()) {
+          Map cm;
+          for (auto& [name, value] : counters) cm.set(name, Value(value));
+          nm.set("counters", Value(std::move(cm)));
+        }
+      }
       nodes.push_back(Value(std::move(nm)));
     }
     rsm.set("nodes", Value(std::move(nodes)));
@@ -450,6 +506,7 @@ const char* kind_name(TraceEvent::Kind k) {
     case TraceEvent::Kind::Delete: return "delete";
     case TraceEvent::Kind::Complete: return "complete";
     case TraceEvent::Kind::Error: return "error";
+    case TraceEvent::Kind::Note: return "note";
   }
   return "event";
 }

@@ -461,13 +461,13 @@ struct CallState : std::enable_shared_from_this<CallState> {
   // pull the next; after the last one read the response.
   void pull_body() {
     body_started = true;
-    call.body_source->read([self = shared_from_this()](std::string piece, bool end,
-                                                       std::string error) {
-      asio::post(self->loop->ioc, [self, piece = std::move(piece), end,
-                                   error = std::move(error)]() mutable {
-        self->on_body_piece(std::move(piece), end, std::move(error));
-      });
-    });
+    call.body_source->read(
+        [self = shared_from_this()](std::string piece, bool end, std::string error) {
+          asio::post(self->loop->ioc,
+                     [self, piece = std::move(piece), end, error = std::move(error)]() mutable {
+                       self->on_body_piece(std::move(piece), end, std::move(error));
+                     });
+        });
   }
 
   void on_body_piece(std::string piece, bool end, std::string error) {
@@ -528,6 +528,8 @@ struct CallState : std::enable_shared_from_this<CallState> {
                                          : ": reading the response failed: ";
               return self->retry_or_fail(self->t.where + what + ec.message(), false, nothing);
             }
+            if (self->interim(self->sparser->get().result_int()))
+              return self->receive_streaming();  // 100 Continue, 103 Early Hints: the next
             self->on_stream_head();
           });
     });
@@ -704,9 +706,9 @@ struct CallState : std::enable_shared_from_this<CallState> {
   }
 
   void retry_or_fail(std::string error, bool connecting, bool nothing_received) {
-    bool retry =
-        attempt < opt().retries && !body_started && ((connecting && !connect_timed_out) ||
-                                    (reused && nothing_received && idempotent(call.method)));
+    bool retry = attempt < opt().retries && !body_started &&
+                 ((connecting && !connect_timed_out) ||
+                  (reused && nothing_received && idempotent(call.method)));
     if (retry) {
       ++attempt;
       if (conn) conn->close();
@@ -716,8 +718,12 @@ struct CallState : std::enable_shared_from_this<CallState> {
     fail(std::move(error));
   }
 
+  /// An interim (1xx) response, which a final one follows on the same connection.
+  static bool interim(unsigned status) { return status >= 100 && status < 200 && status != 101; }
+
   void complete() {
     auto& res = parser->get();
+    if (interim(res.result_int())) return receive();
     HttpReply reply;
     reply.status = int(res.result_int());
     for (const auto& f : res.base())

@@ -465,6 +465,8 @@ class Connection : public Exchange, public std::enable_shared_from_this<Connecti
   /// A piece of a streamed body and/or its end (ResponseStream), from any thread.
   virtual void stream_push_from(std::shared_ptr<Connection> self, std::string piece,
                                 std::function<void(bool)> taken, StreamEnd end) = 0;
+  /// A read of a streamed request body (Exchange::body_stream), from any thread.
+  virtual void body_read_from(std::shared_ptr<Connection> self, BodySource::Got got) = 0;
 };
 
 namespace {
@@ -488,6 +490,8 @@ class ConnBase : public Connection {
     return {};
   }
   std::string_view body() const override { return body_; }
+  std::shared_ptr<BodySource> body_stream() override;
+  int64_t content_length() const override { return content_length_; }
   std::string_view remote_addr() const override;
   void respond(const ResponseView& r) override;
   Deferred defer() override;
@@ -497,6 +501,7 @@ class ConnBase : public Connection {
                         std::optional<uint64_t> length) override;
   void stream_push_from(std::shared_ptr<Connection> self, std::string piece,
                         std::function<void(bool)> taken, StreamEnd end) override;
+  void body_read_from(std::shared_ptr<Connection> self, BodySource::Got got) override;
 
   void start();
   void on_timeout();
@@ -568,6 +573,9 @@ class ConnBase : public Connection {
   void stream_kick();
   void stream_written();
   void stream_fail_waiters();
+  bool choose_body_mode();  // once the head is in: false when it answered 413
+  void body_pump();         // feeds a waiting body read: buffered bytes, or reads more
+  void body_fail(std::string_view why);
   RenderParams render_params();  // on the loop thread
 
   std::shared_ptr<LoopGate> gate_;
@@ -593,6 +601,16 @@ class ConnBase : public Connection {
   bool expect_continue_ = false;
   bool continue_sent_ = false;
   bool first_request_ = true;
+  int64_t content_length_ = -1;
+
+  // A request whose body streams to the handler (ServerOptions::stream_request_bodies): the
+  // head stays at [begin_, begin_ + header_end_); body bytes are parsed only when the
+  // handler asks for them, and dropped from the buffer once handed over.
+  bool body_decided_ = false;  // the head is in and the body mode chosen
+  bool body_streams_ = false;
+  bool body_done_ = false;    // the parser has seen the whole body
+  BodySource::Got body_got_;  // a read waiting for bytes
+  std::string body_piece_;    // bytes parsed, not handed over yet
 
   // The request, as views, from dispatch until answered.
   std::string_view method_, target_, body_;
@@ -681,10 +699,20 @@ void ConnBase::start() {
 void ConnBase::begin_request() {
   parser_->emplace(*this);
   auto& p = **parser_;
-  p.eager(true);
   const auto& o = loop_->sh().opt;
+  // With streaming possible, parsing stops after the head so the body mode can be chosen
+  // (choose_body_mode); the head's Content-Length check then uses the larger limit.
+  const bool may_stream = bool(o.stream_request_bodies);
+  p.eager(!may_stream);
   p.header_limit(uint32_t(std::min<size_t>(o.max_header_bytes, UINT32_MAX)));
-  p.body_limit(boost::optional<std::uint64_t>(o.max_body_bytes));
+  if (may_stream && o.max_stream_bytes == 0)
+    p.body_limit(boost::none);
+  else
+    p.body_limit(boost::optional<std::uint64_t>(
+        may_stream ? std::max<uint64_t>(o.max_body_bytes, o.max_stream_bytes) : o.max_body_bytes));
+  content_length_ = -1;
+  body_decided_ = body_streams_ = body_done_ = false;
+  body_piece_.clear();
   fields_.clear();
   arena_.clear();
   body_mode_ = BodyMode::None;
@@ -720,6 +748,10 @@ void ConnBase::on_field(bhttp::field f, std::string_view name, std::string_view 
 
 void ConnBase::on_body(std::string_view piece, bool chunked) {
   if (piece.empty()) return;
+  if (body_streams_) {
+    body_piece_.append(piece);
+    return;
+  }
   const char* base = buf_.get() + begin_;
   if (chunked || body_mode_ == BodyMode::Copy) {
     if (body_mode_ == BodyMode::View) body_copy_.assign(base + body_off_, body_len_);
@@ -758,10 +790,39 @@ void ConnBase::process() {
       }
       if (p.is_header_done() && header_end_ == 0) header_end_ = parse_ - begin_;
       if (p.is_done()) {
+        if (body_streams_) {  // the whole body came before the handler ran
+          body_done_ = true;
+          continue;
+        }
         dispatch();
         if (st_ != St::Ready) return;
         continue;  // answered at once: the next pipelined request, or read
       }
+    }
+    if (p.is_header_done() && !body_decided_) {
+      if (!choose_body_mode()) return;
+      if (!body_streams_ && parse_ < end_) continue;  // read the rest of the body whole
+    }
+    if (body_streams_) {
+      if (expect_continue_ && !body_done_ && !continue_sent_ && version_ == 11) {
+        continue_sent_ = true;
+        static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        out_.assign(kContinue, sizeof kContinue - 1);
+        flush(After::Continue);  // resumes here from on_written
+        if (write_pending_ || st_ == St::Closed) return;
+      }
+      // The handler runs now; the body is read as it asks. The head keeps its place in the
+      // buffer (the handler holds views of it), so make the room for the body's reads now.
+      if (begin_ > 0) {
+        memmove(buf_.get(), buf_.get() + begin_, end_ - begin_);
+        parse_ -= begin_;
+        end_ -= begin_;
+        begin_ = 0;
+      }
+      if (cap_ - end_ < kMinRead) grow(end_ + 16 * 1024);
+      dispatch();
+      if (st_ != St::Ready) return;
+      continue;
     }
     size_t have = end_ - begin_;
     if (!p.is_header_done()) {
@@ -853,7 +914,11 @@ void ConnBase::dispatch() {
       body_ = body_copy_;
       break;
   }
-  keep_alive_ = (**parser_).keep_alive();
+  // A streamed body may still be arriving when the answer goes out (the handler answers
+  // from any thread at any time): such a connection closes after its answer.
+  keep_alive_ = (**parser_).keep_alive() && !body_streams_;
+  if (auto n = (**parser_).content_length(); n && !(**parser_).chunked())
+    content_length_ = int64_t(*n);
   head_ = method_ == "HEAD";
   in_request_ = true;
   loop_->request_started();
@@ -1075,6 +1140,117 @@ void ConnBase::stream_fail_waiters() {
   for (auto& f : b) f(false);
 }
 
+// Chooses, once a request's head is in, whether its body is read whole before the handler
+// runs or streams to it. Returns false when it answered 413 instead.
+bool ConnBase::choose_body_mode() {
+  body_decided_ = true;
+  auto& p = **parser_;
+  if (p.is_done()) return true;
+  const auto& o = loop_->sh().opt;
+  if (!o.stream_request_bodies) return true;  // eager parsing, the usual limit
+  auto length = p.content_length();
+  bool large = p.chunked() || (length && *length > o.max_body_bytes);
+  if (large && o.stream_request_bodies()) {
+    body_streams_ = true;
+    if (o.max_stream_bytes != 0) p.body_limit(boost::optional<std::uint64_t>(o.max_stream_bytes));
+    return true;
+  }
+  if (length && *length > o.max_body_bytes) {
+    send_error(413);
+    return false;
+  }
+  p.body_limit(boost::optional<std::uint64_t>(o.max_body_bytes));
+  p.eager(true);
+  return true;
+}
+
+std::shared_ptr<BodySource> ConnBase::body_stream() {
+  if (!body_streams_ || st_ != St::Handling) return nullptr;
+  class Source final : public BodySource {
+   public:
+    explicit Source(std::shared_ptr<Connection> c) : conn_(std::move(c)) {}
+    void read(Got got) override { conn_->body_read_from(conn_, std::move(got)); }
+
+   private:
+    std::shared_ptr<Connection> conn_;
+  };
+  return std::make_shared<Source>(shared_from_this());
+}
+
+void ConnBase::body_read_from(std::shared_ptr<Connection> keep, BodySource::Got got) {
+  const auto& gate = gate_;
+  std::unique_lock<std::mutex> lk(gate->mu);
+  if (!gate->open) {
+    lk.unlock();
+    got({}, true, "the server stopped");
+    return;
+  }
+  asio::post(*gate->ioc, [c = std::move(keep), got = std::move(got)]() mutable {
+    auto* conn = static_cast<ConnBase*>(c.get());
+    if (!conn->body_streams_ || conn->body_got_ || conn->st_ == St::Closed) {
+      got({}, true,
+          conn->st_ == St::Closed
+              ? "the client connection closed"
+              : "the request body is not available (read already, or answered)");
+      return conn->finish();
+    }
+    conn->body_got_ = std::move(got);
+    conn->body_pump();
+    conn->finish();
+  });
+}
+
+void ConnBase::body_fail(std::string_view why) {
+  body_piece_.clear();
+  if (!body_got_) return;
+  auto got = std::move(body_got_);
+  body_got_ = nullptr;
+  got({}, true, std::string(why));
+}
+
+void ConnBase::body_pump() {
+  if (!body_got_ || !body_streams_) return;
+  auto& p = **parser_;
+  const size_t keep = begin_ + header_end_;  // the head stays; consumed body bytes go
+  while (body_piece_.empty() && !body_done_ && parse_ < end_) {
+    beast::error_code ec;
+    size_t n = p.put(asio::const_buffer(buf_.get() + parse_, end_ - parse_), ec);
+    parse_ += n;
+    if (ec && ec != bhttp::error::need_more) {
+      loop_->sh().log(std::string("request body of ") + std::string(target_) +
+                      " failed: " + ec.message());
+      body_fail(ec == bhttp::error::body_limit ? "the request body is larger than the limit"
+                                               : "the request body is malformed");
+      close_socket();
+      return;
+    }
+    if (p.is_done()) body_done_ = true;
+    if (parse_ > keep) {
+      memmove(buf_.get() + keep, buf_.get() + parse_, end_ - parse_);
+      end_ -= parse_ - keep;
+      parse_ = keep;
+    }
+    if (n == 0) break;  // needs more bytes than are buffered
+  }
+  if (!body_piece_.empty() || body_done_) {
+    auto got = std::move(body_got_);
+    body_got_ = nullptr;
+    std::string piece;
+    piece.swap(body_piece_);
+    got(std::move(piece), body_done_, {});
+    return;
+  }
+  if (read_pending_) return;
+  if (cap_ - end_ == 0) {  // an endless chunk-size line: nothing more can be parsed
+    body_fail("the request body is malformed");
+    close_socket();
+    return;
+  }
+  if (st_ == St::Handling) deadline = mono_ms() + loop_->sh().opt.read_timeout.count();
+  read_pending_ = true;
+  io_read(buf_.get() + end_, cap_ - end_);
+}
+
 // Sends out_: one non-blocking send, then async_write for what the kernel did not take.
 void ConnBase::flush(After after) {
   after_ = after;
@@ -1104,7 +1280,7 @@ void ConnBase::on_written(const boost::system::error_code& ec) {
     return finish();
   }
   if (after_ == After::Continue) {
-    if (!read_pending_) process();
+    if (!read_pending_ && st_ != St::Handling) process();
     return finish();
   }
   if (after_ == After::StreamPart) {
@@ -1120,6 +1296,11 @@ void ConnBase::response_done() {
   if (in_request_) {
     in_request_ = false;
     loop_->request_answered();
+  }
+  if (body_streams_) {
+    close_after_ = true;  // see dispatch(): rendered with Connection: close
+    body_fail("the request was answered before its body was read");
+    body_streams_ = false;
   }
   parser_->reset();
   if (close_after_ || loop_->draining()) {
@@ -1213,6 +1394,11 @@ void ConnBase::on_read(const boost::system::error_code& ec, size_t n) {
     return finish();
   }
   end_ += n;
+  if (body_streams_ && st_ != St::Ready) {
+    if (st_ == St::Handling) deadline = 0;
+    body_pump();
+    return finish();
+  }
   if (!write_pending_) process();
   finish();
 }
@@ -1227,6 +1413,11 @@ void ConnBase::on_timeout() {
       close_socket();
       break;
     case St::Handling:
+      if (body_streams_ && read_pending_) {
+        body_fail("the client did not send the request body in time");
+        close_socket();
+      }
+      break;
     case St::Ready:
       break;
     default:
@@ -1244,6 +1435,7 @@ void ConnBase::close_socket() {
     loop_->request_answered();
   }
   stream_fail_waiters();
+  body_fail("the client connection closed");
 }
 
 void ConnBase::finish() {

@@ -11,6 +11,11 @@
 // Exchange::respond, or takes Exchange::defer() and answers later from any thread
 // (rules that wait, proxying). Requests on one connection are answered in order. A deferred
 // answer may also stream its body (Deferred::stream), without a size limit.
+//
+// Request bodies are read whole (up to max_body_bytes) before the handler runs, unless
+// ServerOptions::stream_request_bodies says otherwise for a body larger than that, or of
+// unknown length: then the handler runs once the head is in, and pulls the body through
+// Exchange::body_stream() (proxying an upload without holding it in memory).
 #pragma once
 
 #include <chrono>
@@ -24,14 +29,23 @@
 #include <utility>
 #include <vector>
 
+#include "cap/services.h"
+
 namespace cap::net {
 
 struct ServerOptions {
   std::string address = "0.0.0.0";
   uint16_t port = 8080;  // 0: pick a free port (see HttpServer::port())
   int threads = 1;  // event loops (<= 0: one per CPU); several share the port with SO_REUSEPORT
-  size_t max_header_bytes = 16 * 1024;             // larger: 431
-  size_t max_body_bytes = 16 * 1024 * 1024;        // larger: 413
+  size_t max_header_bytes = 16 * 1024;       // larger: 431
+  size_t max_body_bytes = 16 * 1024 * 1024;  // larger: 413 (unless streamed)
+  /// Optional, called on a loop thread once the head of a request is in whose body is
+  /// larger than max_body_bytes or chunked: true lets the handler stream that body
+  /// (Exchange::body_stream) instead of the server reading it whole (or answering 413).
+  std::function<bool()> stream_request_bodies;
+  /// The limit on a streamed body (0: none). A larger Content-Length gets 413; a chunked body
+  /// that grows larger makes the body stream fail and the connection close.
+  uint64_t max_stream_bytes = 0;
   std::chrono::milliseconds read_timeout{15000};   // a started request must be read whole: 408
   std::chrono::milliseconds idle_timeout{60000};   // keep-alive connection with no request: closed
   std::chrono::milliseconds write_timeout{30000};  // a response must be taken by the client
@@ -116,7 +130,17 @@ class Exchange {
   virtual std::span<const HeaderView> headers() const = 0;
   /// The value of the first header named `name` (case-insensitive), or "".
   virtual std::string_view header(std::string_view name) const = 0;
+  /// The whole body; empty when the body streams (body_stream() is then set).
   virtual std::string_view body() const = 0;
+  /// The body still to be read, when this request's body streams
+  /// (ServerOptions::stream_request_bodies); else null. Pieces come as the client sends
+  /// them, each `got` on the connection's loop thread; read only once at a time, and use
+  /// one source per request. The source fails ("client connection closed", "timed out")
+  /// when the client goes away or stalls longer than read_timeout. The connection of such a
+  /// request closes after its answer (the answer may go out before the body is in).
+  virtual std::shared_ptr<BodySource> body_stream() = 0;
+  /// The request's Content-Length, or -1 (none, or chunked).
+  virtual int64_t content_length() const = 0;
   virtual std::string_view remote_addr() const = 0;  // the peer's IP address, text
   virtual bool secure() const = 0;                   // arrived over TLS
   /// Answers now (on the loop thread, inside the handler).

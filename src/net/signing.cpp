@@ -50,7 +50,7 @@ std::string sha256_hex(std::string_view data) {
   return to_hex(md, n);
 }
 
-std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
+std::string hmac_sha256(std::string_view key, std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   // HMAC() refuses a null key pointer even with length 0.
@@ -59,7 +59,12 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
   if (!HMAC(EVP_sha256(), k, int(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
             data.size(), md, &n))
     throw std::runtime_error("HMAC-SHA256 failed");
-  return to_hex(md, n);
+  return std::string(reinterpret_cast<const char*>(md), n);
+}
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
+  std::string raw = hmac_sha256(key, data);
+  return to_hex(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
 }
 
 std::string string_to_sign(std::string_view method, std::string_view path_with_query,

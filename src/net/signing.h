@@ -18,6 +18,8 @@ inline constexpr std::string_view kAuthScheme = "CAP-HMAC-SHA256";
 
 /// Lower-case hex SHA-256 of `data`.
 std::string sha256_hex(std::string_view data);
+/// HMAC-SHA256 of `data` under `key`: the 32 raw bytes.
+std::string hmac_sha256(std::string_view key, std::string_view data);
 /// Lower-case hex HMAC-SHA256 of `data` under `key`.
 std::string hmac_sha256_hex(std::string_view key, std::string_view data);
 

@@ -62,7 +62,10 @@ HttpCall forward_call(const Request& req, std::string_view origin, std::string_v
   call.headers.reserve(req.headers.size() + 3);
   std::string forwarded_for;
   for (auto& [name, value] : req.headers) {
-    if (is_hop_by_hop(name, connection) || iequals(name, "content-length")) continue;
+    // The agent answers Expect: 100-continue itself; the origin gets the body at once.
+    if (is_hop_by_hop(name, connection) || iequals(name, "content-length") ||
+        iequals(name, "expect"))
+      continue;
     if (iequals(name, "x-forwarded-for")) {
       if (!forwarded_for.empty()) forwarded_for += ", ";
       forwarded_for.append(value);

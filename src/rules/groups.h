@@ -10,5 +10,6 @@ void register_text(RuleRegistry& r);   // text.cpp
 void register_data(RuleRegistry& r);   // data.cpp
 void register_http(RuleRegistry& r);   // http.cpp
 void register_content(RuleRegistry& r);  // content.cpp (ServeContent)
+void register_ai(RuleRegistry& r);       // ai.cpp (LlmChat, AiAgent)
 
 }  // namespace cap::rules

@@ -313,6 +313,8 @@ class Origin:
       /big?bytes=N      200 with N bytes
       /stream?bytes=N   200 with N bytes of stream_pattern(), written in 64 KiB pieces as the
                         reader takes them (chunked with &chunked=1); `stream_sent` counts them
+      /sink             reads the body (Content-Length or chunked) piece by piece and answers
+                        its length and sha256 without keeping it (uploads of any size)
       anything else     like /echo
     Every request is recorded in `requests` (method, path, headers dict, body)."""
 
@@ -332,7 +334,41 @@ class Origin:
                 n = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(n) if n else b""
 
+            def _digest(self, n, h):
+                while n:
+                    piece = self.rfile.read(min(n, 256 * 1024))
+                    if not piece:
+                        raise ConnectionError("the body was cut short")
+                    h.update(piece)
+                    n -= len(piece)
+
+            def _sink(self):
+                """Reads the body piece by piece (Content-Length or chunked), keeping only
+                its length and digest."""
+                h = hashlib.sha256()
+                n = 0
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            break
+                        self._digest(size, h)
+                        n += size
+                        self.rfile.readline()
+                else:
+                    n = int(self.headers.get("Content-Length") or 0)
+                    self._digest(n, h)
+                info = {"method": self.command, "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body_sha256": h.hexdigest(), "body_length": n}
+                origin.requests.append(info)
+                self._send(200, json.dumps(info).encode(), "application/json")
+
             def _handle(self):
+                if self.path.startswith("/sink"):
+                    return self._sink()
                 body = self._body()
                 origin.requests.append({"method": self.command, "path": self.path,
                                         "headers": {k.lower(): v for k, v in self.headers.items()},
