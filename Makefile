@@ -46,6 +46,7 @@ bench: build
 	else \
 	  echo "make bench: $(BENCH) was not built (no sources in bench/ yet, or Google Benchmark missing)"; \
 	fi
+	python3 bench/gold_master_start.py
 	bench/side-by-side/run
 
 fuzz: deps

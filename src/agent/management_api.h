@@ -1,4 +1,4 @@
-// The management API on CAP_MGMT_PORT (DESIGN §5), every endpoint but the snapshot pair.
+// The management API on CAP_MGMT_PORT (DESIGN §5).
 //
 // On the server's loop thread a command is checked (allow list, then signature, then the
 // route: 403, 401, 404, 405); it then runs on the command thread, one at a time and in
@@ -17,6 +17,7 @@
 #include "agent/metrics.h"
 #include "agent/serving.h"
 #include "agent/settings.h"
+#include "agent/snapshot.h"
 #include "agent/vault.h"
 #include "agent/work_queue.h"
 #include "net/http_server.h"
@@ -33,6 +34,9 @@ class ManagementApi {
   void handle(net::Exchange& ex);
   /// Serves /v1/extensions from `store` (set before serving).
   void set_extensions(ExtensionStore* store) { extensions_ = store; }
+  /// GET and PUT /v1/snapshot go to `snapshots` (which must outlive the API); without one
+  /// they answer 501.
+  void set_snapshots(SnapshotService* snapshots) { snapshots_ = snapshots; }
 
   /// One command: views into the server's buffers, valid until it is answered.
   struct Command {
@@ -61,6 +65,7 @@ class ManagementApi {
   Answer log_file(const Command& c, std::string_view name) const;
   Answer metrics() const;
   Answer extension_change(const Command& c, std::string_view name);
+  Answer snapshot(const Command& c);
 
   const Settings& settings_;
   Activator& activator_;
@@ -70,6 +75,7 @@ class ManagementApi {
   WorkQueue& commands_;
   ManagementAuth auth_;
   ExtensionStore* extensions_ = nullptr;
+  SnapshotService* snapshots_ = nullptr;
   std::chrono::steady_clock::time_point started_;
 };
 

@@ -63,4 +63,17 @@ int cmd_trace(const AgentOptions& agent, int arm);
 /// Reactivates configuration `to` ("" for the previous one); prints the active id.
 int cmd_rollback(const AgentOptions& agent, const std::string& to);
 
+// Snapshots (snapshot.cpp). URLs are s3://BUCKET/KEY or file:///PATH.
+/// Captures the agent's snapshot and writes it to `to` (a prefix ending in '/' gets the
+/// name AGENT-YYYYMMDDTHHMMSSZ.zip); with `latest`, also points `latest` beside it to it.
+/// Prints the URL written.
+int cmd_snapshot_capture(const AgentOptions& agent, const std::string& to, bool latest);
+/// Downloads (following a pointer), verifies and restores a snapshot into the agent; prints
+/// the configuration id now active.
+int cmd_snapshot_restore(const AgentOptions& agent, const std::string& from);
+/// Verifies a snapshot (URL or local file) and prints its metadata and members.
+int cmd_snapshot_inspect(const std::string& url_or_file);
+/// Lists the objects under a URL prefix or folder (pointers with their targets).
+int cmd_snapshot_list(const std::string& url);
+
 }  // namespace cap::cli

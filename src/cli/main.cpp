@@ -1,5 +1,5 @@
 // capctl: validate, pack, run and test configurations offline; print the rule catalogue;
-// deploy to an agent and ask it for status, logs, traces and rollbacks.
+// deploy to an agent and ask it for status, logs, traces and rollbacks; snapshots.
 // Exit status: 0 success, 1 the thing checked or asked for failed, 2 bad usage.
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -99,6 +99,24 @@ int main(int argc, char** argv) {
   rollback->add_option("--to", rollback_to, "the configuration id (default: the previous one)");
   agent_options(rollback);
 
+  auto* snapshot = app.add_subcommand("snapshot", "Capture, restore, inspect and list snapshots");
+  snapshot->require_subcommand(1);
+  std::string snapshot_url;
+  bool latest = false;
+  auto* capture = snapshot->add_subcommand("capture", "Write an agent's snapshot to a URL");
+  capture->add_option("--to", snapshot_url, "s3://BUCKET/KEY or file:///PATH (or a prefix/)")
+      ->required();
+  capture->add_flag("--latest", latest, "also point the 'latest' object beside it to it");
+  agent_options(capture);
+  auto* restore = snapshot->add_subcommand("restore", "Restore a snapshot into an agent");
+  restore->add_option("--from", snapshot_url, "s3://BUCKET/KEY or file:///PATH")->required();
+  agent_options(restore);
+  auto* inspect = snapshot->add_subcommand("inspect", "Verify a snapshot and show what it holds");
+  inspect->add_option("URL", snapshot_url, "s3://BUCKET/KEY, file:///PATH or a local file")
+      ->required();
+  auto* list = snapshot->add_subcommand("list", "List the snapshots under a URL prefix");
+  list->add_option("URL", snapshot_url, "s3://BUCKET/PREFIX or file:///FOLDER/")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -123,5 +141,9 @@ int main(int argc, char** argv) {
   if (*logs) return cap::cli::cmd_logs(agent, log_file, tail);
   if (*trace) return cap::cli::cmd_trace(agent, arm);
   if (*rollback) return cap::cli::cmd_rollback(agent, rollback_to);
+  if (*capture) return cap::cli::cmd_snapshot_capture(agent, snapshot_url, latest);
+  if (*restore) return cap::cli::cmd_snapshot_restore(agent, snapshot_url);
+  if (*inspect) return cap::cli::cmd_snapshot_inspect(snapshot_url);
+  if (*list) return cap::cli::cmd_snapshot_list(snapshot_url);
   return 2;
 }

@@ -181,6 +181,13 @@ function EditorInner(props: EditorProps) {
       p = [c.x - 110, c.y - 40];
     }
     const r = addNode(doc, name, p, kind);
+    // A rule from an extension makes the configuration require that extension (cap.json).
+    const spec = kind === 'rule' ? findRule(catalogue, name) : undefined;
+    if (spec?.extension && spec.extension_version) {
+      const m = configRef.current.manifest;
+      if (m.extensions?.[spec.extension] !== spec.extension_version)
+        configRef.current = { ...configRef.current, manifest: { ...m, extensions: { ...(m.extensions ?? {}), [spec.extension]: spec.extension_version } } };
+    }
     apply(r.doc);
     setTimeout(() => select([r.id]));
   };

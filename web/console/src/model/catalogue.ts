@@ -29,8 +29,9 @@ export interface RuleSpec {
   /** The node's own `then` keys become extra chain points (Switch cases). */
   user_chain_points: boolean;
   may_wait?: boolean;
-  /** The extension that brings the rule, when it is not a base rule. */
+  /** The extension that brings the rule, when it is not a base rule, and its version. */
   extension?: string;
+  extension_version?: string;
 }
 
 export interface Catalogue {
@@ -61,6 +62,7 @@ export function parseCatalogue(doc: unknown): Catalogue {
       user_chain_points: Boolean(r.user_chain_points),
       may_wait: Boolean(r.may_wait),
       extension: typeof r.extension === 'string' ? r.extension : undefined,
+      extension_version: typeof r.extension_version === 'string' ? r.extension_version : undefined,
     });
   }
   return { rules };

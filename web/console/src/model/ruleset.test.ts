@@ -255,3 +255,30 @@ describe('the console\'s files form', () => {
     expect(back.rulesets.main.start).toBe('isHello');
   });
 });
+
+describe('extension rules in the catalogue', () => {
+  it('reads an extension zip\'s rules, grouped under the extension and marked with its version', async () => {
+    const { extensionRules } = await import('../api/catalogue');
+    const { strToU8, zipSync } = await import('fflate');
+    const manifest = {
+      name: 'demo',
+      version: '1.0.0',
+      rules: [
+        {
+          name: 'Threshold',
+          doc: 'Compares a number with a threshold.',
+          params: [{ name: 'value', type: 'number', required: true }, { name: 'threshold', type: 'number', default: 0 }],
+          chain_points: ['above', 'equal', 'below'],
+          script: 'rules/threshold.lua',
+        },
+      ],
+    };
+    const zip = zipSync({ 'extension.json': strToU8(JSON.stringify(manifest)), 'rules/threshold.lua': strToU8('return function() return "above" end') });
+    const [r] = extensionRules(zip);
+    expect(r).toMatchObject({ name: 'Threshold', group: 'demo', extension: 'demo', extension_version: '1.0.0', chain_points: ['above', 'equal', 'below'] });
+    expect(r.params[0]).toMatchObject({ name: 'value', type: 'number', required: true });
+    const doc = addNode({ name: 'main', rules: {} }, 'Threshold', [0, 0]).doc;
+    expect(validateRuleSet(doc, { rules: [...cat.rules, r] }, {})[0].message).toBe('missing: rule Threshold requires it (number)');
+    expect(() => extensionRules(zipSync({ 'x.txt': strToU8('') }))).toThrow(/no extension.json/);
+  });
+});
