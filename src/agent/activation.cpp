@@ -278,7 +278,7 @@ CommandResult Activator::reload_active() {
   const HistoryEntry* entry = state_.find(state_.active);
   std::string zip, err;
   if (!entry || !store_.read_configuration(entry->id, entry->sha256, &zip, &err))
-    return failure(500, "cannot read the active configuration", {err});
+    return command_failure(500, "cannot read the active configuration", {err});
   Built b = build(zip, entry->sha256);
   if (!b.runtime) return b.problem;
   std::string mode = current->runtime->mode();

@@ -13,14 +13,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-CommandResult failure(int status, std::string error, std::vector<std::string> details = {}) {
-  CommandResult r;
-  r.status = status;
-  r.error = std::move(error);
-  r.details = std::move(details);
-  return r;
-}
-
 Value describe(const ext::InstalledExtension& e) {
   Map m;
   m.set("name", Value(e.name));
@@ -99,40 +91,40 @@ CommandResult ExtensionStore::install(std::string_view name, std::string_view zi
                                       Value* installed) {
   std::lock_guard lock(mu_);
   if (!ext::valid_extension_name(name))
-    return failure(422, "'" + std::string(name) + "' is not a valid extension name",
-                   {"1 to 64 of a-z 0-9 - _ ., starting with a letter or digit"});
+    return command_failure(422, "'" + std::string(name) + "' is not a valid extension name",
+                           {"1 to 64 of a-z 0-9 - _ ., starting with a letter or digit"});
   ext::ExtensionSet::Prepared p;
   std::vector<std::string> errors;
   if (!set_.prepare(zip, &p, &errors)) {
     agent_log().warn("extension {} refused: {} problems", name, errors.size());
-    return failure(422, "extension is not valid", errors);
+    return command_failure(422, "extension is not valid", errors);
   }
   const ext::Manifest m = p.package.manifest;
   if (m.name != name)
-    return failure(422,
-                   "the package is extension '" + m.name + "', not '" + std::string(name) + "'",
-                   {"PUT it to /v1/extensions/" + m.name});
+    return command_failure(
+        422, "the package is extension '" + m.name + "', not '" + std::string(name) + "'",
+        {"PUT it to /v1/extensions/" + m.name});
 
   auto active = activator_.active_configuration();
   if (active) {
     auto it = active->extensions.find(std::string(name));
     std::string err;
     if (it != active->extensions.end() && !ext::version_satisfies(m.version, it->second, &err))
-      return failure(409,
-                     "the active configuration '" + active->name + "' requires extension '" +
-                         std::string(name) + "' " + it->second + ", which " + m.version +
-                         " does not satisfy",
-                     {"deploy a configuration whose cap.json \"extensions\" accepts " + m.version +
-                      " first (for example \">=" + it->second + "\"), then install it"});
+      return command_failure(
+          409,
+          "the active configuration '" + active->name + "' requires extension '" +
+              std::string(name) + "' " + it->second + ", which " + m.version + " does not satisfy",
+          {"deploy a configuration whose cap.json \"extensions\" accepts " + m.version +
+           " first (for example \">=" + it->second + "\"), then install it"});
   }
 
   std::string path = path_of(name), previous_zip, err;
   bool had_file = fs::exists(path);
   if (had_file && !read_whole_file(path, &previous_zip, &err))
-    return failure(500, "cannot read the installed extension in CAP_HOME", {err});
+    return command_failure(500, "cannot read the installed extension in CAP_HOME", {err});
   if (!ensure_dir(dir_, &err) || !write_file_durably(path, zip, &err)) {
     agent_log().error("cannot store extension {}: {}", name, err);
-    return failure(500, "cannot write the extension in CAP_HOME", {err});
+    return command_failure(500, "cannot write the extension in CAP_HOME", {err});
   }
   auto previous = set_.find(name);
   std::string previous_version = p.previous_version;
@@ -153,10 +145,10 @@ CommandResult ExtensionStore::install(std::string_view name, std::string_view zi
         fs::remove(path);
       agent_log().warn("extension {} {} refused: the active configuration does not load with it",
                        name, m.version);
-      return failure(409,
-                     "the active configuration '" + active->name + "' does not load with " +
-                         std::string(name) + " " + m.version + "; nothing was changed",
-                     r.details);
+      return command_failure(409,
+                             "the active configuration '" + active->name + "' does not load with " +
+                                 std::string(name) + " " + m.version + "; nothing was changed",
+                             r.details);
     }
   }
   agent_log().info("extension {} {} installed{}", name, m.version,
@@ -171,16 +163,16 @@ CommandResult ExtensionStore::install(std::string_view name, std::string_view zi
 CommandResult ExtensionStore::remove(std::string_view name, Value* removed) {
   std::lock_guard lock(mu_);
   auto e = set_.find(name);
-  if (!e) return failure(404, "extension '" + std::string(name) + "' is not installed");
+  if (!e) return command_failure(404, "extension '" + std::string(name) + "' is not installed");
   auto active = activator_.active_configuration();
   if (active && ext::configuration_uses(*active, name))
-    return failure(409,
-                   "the active configuration '" + active->name + "' uses extension '" +
-                       std::string(name) + "'",
-                   {"deploy a configuration that does not use it first, then remove it"});
+    return command_failure(409,
+                           "the active configuration '" + active->name + "' uses extension '" +
+                               std::string(name) + "'",
+                           {"deploy a configuration that does not use it first, then remove it"});
   std::error_code ec;
   fs::remove(path_of(name), ec);
-  if (ec) return failure(500, "cannot remove the extension from CAP_HOME", {ec.message()});
+  if (ec) return command_failure(500, "cannot remove the extension from CAP_HOME", {ec.message()});
   set_.remove(name);
   agent_log().info("extension {} {} removed", name, e->version);
   *removed = describe(*e);
