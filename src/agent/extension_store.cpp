@@ -68,8 +68,7 @@ bool ExtensionStore::reload(std::string* error) {
       if (errors.empty())
         errors.push_back("the package is extension '" + p.package.manifest.name + "', not '" +
                          name + "'");
-      std::string aside = set_aside_as_corrupt(path);
-      problems.push_back(path + " does not load (set aside as " + aside + "): " + errors.front());
+      problems.push_back(path + " does not load: " + errors.front());
       continue;
     }
     agent_log().info("extension {} {} loaded ({} rules)", name, p.package.manifest.version,

@@ -25,7 +25,7 @@ class ExtensionStore {
   ExtensionStore(std::string home, RuleRegistry& registry, Activator& activator);
 
   /// At start, before the activator restores: loads every NAME.zip. A zip that does not
-  /// verify is logged and skipped (set aside as NAME.zip.corrupt); it never stops the agent.
+  /// verify is logged and skipped (left in place); it never stops the agent.
   void load_all();
   /// PUT /v1/extensions/NAME: 200 with the installed extension; 422 when the zip does not
   /// verify or names another extension; 409 when the active configuration requires a
@@ -37,7 +37,7 @@ class ExtensionStore {
   CommandResult remove(std::string_view name, Value* removed);
   /// Makes the installed set match the folder again (after a snapshot restore wrote it):
   /// installs what is new or changed, removes what is gone. False with `error` naming each
-  /// extension that could not be loaded.
+  /// zip that does not load (it is skipped and left in place).
   bool reload(std::string* error);
 
   /// For LoadOptions::check_extension.
