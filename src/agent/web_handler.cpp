@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "agent/logging.h"
+#include "agent/mcp.h"
 #include "rules/forwarding.h"
 #include "rules/network.h"
 
@@ -291,6 +292,18 @@ void WebHandler::proxy(std::shared_ptr<Pending> p) {
   });
 }
 
+void WebHandler::answer_mcp(std::shared_ptr<Pending> p) {
+  p->ex = nullptr;
+  bool queued = wait_pool_.post([this, p] {
+    McpAnswer a = handle_mcp(*p->serving->runtime, p->req);
+    send(*p, net::ResponseView{a.status, a.content_type, a.headers, a.body, false});
+  });
+  if (!queued) {
+    web_log().warn("wait pool full: refusing {} {}", p->req.method, p->req.target);
+    send(*p, net::ResponseView{503, kHtml, {}, page(503), false});
+  }
+}
+
 void WebHandler::handle(net::Exchange& ex) {
   const int64_t t0 = now_ns();
   thread_local Pending local;
@@ -334,6 +347,11 @@ void WebHandler::handle(net::Exchange& ex) {
       proxy(local.detach(serving));
     else
       send(local, net::ResponseView{503, kHtml, {}, kStoppedPage, false});
+    return;
+  }
+  if (const std::string& mcp = serving->runtime->configuration().mcp.path;
+      !mcp.empty() && path_of(target) == mcp) {
+    answer_mcp(local.detach(serving));  // rule sets offered as MCP tools (agent/mcp.h)
     return;
   }
   if (serving->may_wait) {

@@ -1,6 +1,7 @@
 // The web port's request path, in the order a request meets it:
 //
-//   accept     /.cap/health and /.cap/ready answer at once; a blank agent answers 503
+//   accept     /.cap/health and /.cap/ready answer at once; a blank agent answers 503;
+//              the configuration's MCP path (cap.json "mcp") goes to agent/mcp.h
 //   variables  the Exchange becomes a cap::Request of views into the server's buffers
 //   rules      the active Runtime runs on the loop thread with that thread's Workspace, or,
 //              when the configuration may wait (HTTP calls), on the wait pool
@@ -54,6 +55,7 @@ class WebHandler {
   void run_rules(Pending& p);
   void finish(Pending& p);
   void proxy(std::shared_ptr<Pending> p);
+  void answer_mcp(std::shared_ptr<Pending> p);  // on the wait pool: tools may wait
   void send(Pending& p, const net::ResponseView& v);
   void record(Pending& p, int status);  // metrics and the request log line
 

@@ -1106,7 +1106,8 @@ LoadResult Loader::run() {
   load_mcp();
   for (auto& rs : cfg_->rulesets)
     if (rs->may_wait) cfg_->may_wait = true;
-  cfg_->reads_body = any_rule_reads_body_ || package_mentions_body(pkg_);
+  // The MCP endpoint reads its requests' bodies (JSON-RPC messages).
+  cfg_->reads_body = any_rule_reads_body_ || package_mentions_body(pkg_) || !cfg_->mcp.path.empty();
   if (out_.error_count() == 0) {
     static std::atomic<uint64_t> next_serial{1};
     cfg_->serial = next_serial.fetch_add(1);

@@ -4,10 +4,7 @@
 #include <chrono>
 #include <thread>
 
-#if __has_include("net/sigv4.h")
 #include "net/sigv4.h"
-#define CAP_HAVE_SIGV4 1
-#endif
 
 namespace cap::rules::llm {
 namespace {
@@ -339,7 +336,6 @@ ChatReply parse_bedrock(const Value& v) {
   return out;
 }
 
-#ifdef CAP_HAVE_SIGV4
 /// Splits "https://host:port/base" into scheme, host (with port) and path.
 bool split_url(const std::string& url, std::string* scheme, std::string* host, std::string* path) {
   size_t s = url.find("://");
@@ -351,11 +347,9 @@ bool split_url(const std::string& url, std::string* scheme, std::string* host, s
   *path = slash == std::string::npos ? "" : url.substr(slash);
   return !host->empty() && host->find('@') == std::string::npos;
 }
-#endif
 
 /// Signs a Bedrock call in place (Signature V4, service "bedrock"). False with `error`.
 bool sign_bedrock(const ChatRequest& r, HttpCall& call, std::string* error) {
-#ifdef CAP_HAVE_SIGV4
   std::string scheme, host, path;
   if (!split_url(call.url, &scheme, &host, &path)) {
     *error = "base_url must be http(s)://host[:port][/path] without credentials";
@@ -381,12 +375,6 @@ bool sign_bedrock(const ChatRequest& r, HttpCall& call, std::string* error) {
   call.headers.emplace_back("Host", host);
   for (auto& h : s.headers) call.headers.push_back(h);
   return true;
-#else
-  (void)r;
-  (void)call;
-  *error = "this build cannot sign Bedrock requests";
-  return false;
-#endif
 }
 
 }  // namespace
