@@ -17,7 +17,8 @@ TEMPLATE = os.path.join(SOURCE, "deploy", "aws", "cap-fullstack.yaml")
 PARAMETERS = ["VpcId", "SubnetIds", "WebAccessCidr", "ManagementCidr", "DatabaseAccessCidr",
               "DBPassword", "DBName", "AgentName", "AgentImage", "TaskCpu", "TaskMemory",
               "DesiredCount", "CertificateArn", "S3GoldMaster", "StickySessions",
-              "EnableServiceDiscovery", "EnableAutoScaling", "LogRetentionDays"]
+              "EnableServiceDiscovery", "EnableAutoScaling", "LogRetentionDays", "ConsoleUrl",
+              "ConsoleJoinToken"]
 OUTPUTS = ["AgentWebURL", "AgentManagementEndpoint", "RDSEndpoint", "RDSJdbcUrl",
            "ECSClusterName", "ECSServiceName", "SnapshotBucketName", "LogGroupName",
            "DeployUserCredentialsArn", "DeployUserCredentialsCommand"]
@@ -83,7 +84,8 @@ class StackTemplate(unittest.TestCase):
             self.assertIn(p, self.t["Parameters"], p)
         for o in OUTPUTS:
             self.assertIn(o, self.t["Outputs"], o)
-        self.assertTrue(self.t["Parameters"]["DBPassword"].get("NoEcho"))
+        for secret in ("DBPassword", "ConsoleJoinToken"):
+            self.assertTrue(self.t["Parameters"][secret].get("NoEcho"), secret)
         for p, v in self.t["Parameters"].items():
             self.assertTrue(v.get("Description"), f"parameter {p} has no description")
 
@@ -124,17 +126,20 @@ class StackTemplate(unittest.TestCase):
         task = self.t["Resources"]["TaskDefinition"]["Properties"]
         (c,) = task["ContainerDefinitions"]
         self.assertEqual({p["ContainerPort"] for p in c["PortMappings"]}, {8080, 20001})
-        env = {}
+        env, conditional = {}, {}
         for e in c["Environment"]:
             if "Fn::If" in e:
-                self.assertEqual(e["Fn::If"][0], "HasGoldMaster")
+                conditional[e["Fn::If"][1]["Name"]] = e["Fn::If"][0]
                 e = e["Fn::If"][1]
             env[e["Name"]] = e["Value"]
         self.assertEqual(env["S3_GOLD_MASTER"], {"Ref": "S3GoldMaster"})
+        self.assertEqual(conditional, {"S3_GOLD_MASTER": "HasGoldMaster",
+                                       "CAP_CONSOLE_URL": "SelfRegister"})
         for name in ("CAP_AGENT_NAME", "CAP_DB_URL", "CAP_SHARED_DIR", "CAP_MGMT_ALLOW"):
             self.assertIn(name, env)
-        self.assertEqual({s["Name"] for s in c["Secrets"]},
-                         {"CAP_DB_USER", "CAP_DB_PASSWORD", "CAP_MGMT_KEY"})
+        secrets = [s.get("Fn::If", [None, s])[1] for s in c["Secrets"]]
+        self.assertEqual({s["Name"] for s in secrets},
+                         {"CAP_DB_USER", "CAP_DB_PASSWORD", "CAP_MGMT_KEY", "CAP_JOIN_TOKEN"})
         self.assertEqual(c["LogConfiguration"]["LogDriver"], "awslogs")
         self.assertEqual(c["MountPoints"][0]["ContainerPath"], env["CAP_SHARED_DIR"])
         self.assertIn("EFSVolumeConfiguration", task["Volumes"][0])
