@@ -271,6 +271,7 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
     AgentDef a;
     a.id = *get_string(body, "id", true);
     require_name("the agent id", a.id);
+    if (a.id == "announce") throw ApiError{400, "\"announce\" is reserved: choose another id"};
     a.host = *get_string(body, "host", true);
     check_host(a.host);
     a.port = int(*get_int(body, "port", 1, 65535, true));
@@ -530,6 +531,7 @@ Response Console::announce(const Request& r) {
   AgentDef a;
   a.id = *get_string(body, "id", true);
   require_name("the agent id", a.id);
+  if (a.id == "announce") throw ApiError{400, "\"announce\" is reserved: choose another id"};
   a.host = get_string(body, "host").value_or(r.remote);
   check_host(a.host);
   a.port = int(*get_int(body, "port", 1, 65535, true));
