@@ -83,6 +83,12 @@ class ExtensionLifecycleTest(AgentTestCase):
         status = self.agent.mgmt("GET", "/v1/status").json()
         self.assertEqual(status["extensions"], [{"name": "tagger", "version": "1.0.0"}])
         self.assertTrue(os.path.isfile(os.path.join(self.agent.home, "extensions", "tagger.zip")))
+        shown = subprocess.run(
+            [capctl_binary(), "status", "--agent", f"127.0.0.1:{self.agent.mgmt_port}"],
+            capture_output=True, text=True, timeout=60,
+            env=dict(os.environ, CAP_MGMT_KEY=self.agent.key))
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        self.assertIn("extensions     tagger 1.0.0\n", shown.stdout)
 
         self.agent.deploy_ok(tag_config("^1.0.0"))
         self.assertEqual(self.agent.web("GET", "/").body, b"1.0.0")
