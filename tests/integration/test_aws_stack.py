@@ -1,14 +1,20 @@
 """The CloudFormation full stack (deploy/aws/cap-fullstack.yaml): cfn-lint reports no
-errors, and the template holds every parameter, output, IAM resource and property that
-DESIGN.md §9 and docs/aws.md name, with the least-privilege deploy user."""
+errors, the template holds every parameter, output, IAM resource and property that
+DESIGN.md §9 and docs/aws.md name, with the least-privilege deploy user, and the stack
+creates in moto_server's CloudFormation (without the resource types moto cannot create,
+MOTO_SKIPS) with the resources configured as the template says."""
 
+import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import unittest
 
 import yaml
+
+from s3_harness import S3Server
 
 SOURCE = os.environ.get("CAP_SOURCE_DIR",
                         os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -194,6 +200,157 @@ class StackTemplate(unittest.TestCase):
             guide = f.read()
         for name in PARAMETERS + OUTPUTS + list(IAM):
             self.assertIn(f"`{name}`", guide, f"docs/aws.md does not describe {name}")
+
+
+# Resource types moto_server's CloudFormation does not create (it warns "No Moto
+# CloudFormation support for ..."), and the attributes it cannot resolve: the stack is
+# created without them, references to them replaced by "skipped-NAME".
+MOTO_SKIPS = {"AWS::SecretsManager::Secret", "AWS::S3::BucketPolicy",
+              "AWS::ServiceDiscovery::PrivateDnsNamespace", "AWS::ServiceDiscovery::Service",
+              "AWS::ApplicationAutoScaling::ScalableTarget",
+              "AWS::ApplicationAutoScaling::ScalingPolicy",
+              "Custom::SnapshotScript"}  # moto runs custom resources' Lambdas in Docker
+MOTO_NO_GETATT = {"AWS::EFS::FileSystem", "AWS::EFS::AccessPoint"}
+# moto also creates some resources without some of their properties, which these tests
+# therefore check only in the template (StackTemplate above): the bucket's versioning,
+# public access block and ownership controls, the target group's attributes (stickiness,
+# deregistration delay), an IAM user's inline policies, the service's launch type and load balancers, the task definition's compatibilities.
+
+
+def moto_variant(template):
+    """`template` without MOTO_SKIPS, as JSON text; also the names of the dropped resources."""
+    t = copy.deepcopy(template)
+    res = t["Resources"]
+    dropped = {k for k, v in res.items() if v["Type"] in MOTO_SKIPS}
+    no_attr = dropped | {k for k, v in res.items() if v["Type"] in MOTO_NO_GETATT}
+    for k in dropped:
+        del res[k]
+
+    def sub_ref(m):
+        # moto's Fn::Sub resolves ${Res.Attr} but not ${Res.Attr.Sub} (Endpoint.Address).
+        name, attr = m.group(1), m.group(2) or ""
+        return f"skipped-{name}" if name in dropped or "." in attr else m.group(0)
+
+    def fix(x):
+        if isinstance(x, dict):
+            if set(x) == {"Ref"} and x["Ref"] in dropped:
+                return f"skipped-{x['Ref']}"
+            if set(x) == {"Fn::GetAtt"} and x["Fn::GetAtt"][0] in no_attr:
+                return "skipped-" + "-".join(x["Fn::GetAtt"])
+            if set(x) == {"Fn::Sub"} and isinstance(x["Fn::Sub"], str):
+                return {"Fn::Sub": re.sub(r"\$\{([A-Za-z0-9]+)(?:\.([A-Za-z.]+))?\}", sub_ref,
+                                          x["Fn::Sub"])}
+            return {k: fix(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [fix(v) for v in x]
+        return x
+
+    t["Resources"] = fix(res)
+    t["Outputs"] = fix(t["Outputs"])
+    return json.dumps(t), dropped
+
+
+class MotoServer(S3Server):
+    """moto_server on a free loopback port, without the S3 harness's users and bucket."""
+
+    def _setup(self):
+        pass
+
+    def client(self, service):
+        return self._client(service)
+
+
+class StackInMoto(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.moto = MotoServer().start()
+        try:
+            ec2 = cls.moto.client("ec2")
+            vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+            subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24",
+                                         AvailabilityZone=f"eu-west-1{az}")["Subnet"]["SubnetId"]
+                       for i, az in ((1, "a"), (2, "b"))]
+            body, cls.dropped = moto_variant(load_template())
+            params = {"VpcId": vpc, "SubnetIds": ",".join(subnets),
+                      "ManagementCidr": "10.0.0.0/16", "DatabaseAccessCidr": "10.0.9.0/24",
+                      "DBPassword": "correct-horse-battery", "AgentImage": "cap/agent:1",
+                      "S3GoldMaster": "s3://gold/latest", "StickySessions": "true"}
+            cf = cls.moto.client("cloudformation")
+            cf.create_stack(StackName="cap", TemplateBody=body, Capabilities=["CAPABILITY_IAM"],
+                            Parameters=[{"ParameterKey": k, "ParameterValue": v}
+                                        for k, v in params.items()])
+            cls.stack = cf.describe_stacks(StackName="cap")["Stacks"][0]
+            cls.outputs = {o["OutputKey"]: o["OutputValue"] for o in cls.stack["Outputs"]}
+            cls.resources = {r["LogicalResourceId"]: r for r in
+                             cf.list_stack_resources(StackName="cap")["StackResourceSummaries"]}
+        except BaseException:
+            cls.moto.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.moto.stop()
+
+    def test_the_stack_creates_without_only_the_skipped_types(self):
+        self.assertEqual(self.stack["StackStatus"], "CREATE_COMPLETE",
+                         self.stack.get("StackStatusReason"))
+        t = load_template()
+        expected = {k for k, v in t["Resources"].items()
+                    if v.get("Condition") not in ("HasCertificate", "UseServiceDiscovery",
+                                                  "UseAutoScaling", "SelfRegister")
+                    and k not in self.dropped}
+        self.assertEqual(set(self.resources) - {""}, expected)
+        for r in self.resources.values():
+            self.assertEqual(r["ResourceStatus"], "CREATE_COMPLETE", r["LogicalResourceId"])
+
+    def test_service_and_task_definition(self):
+        self.assertEqual(self.outputs["ECSServiceName"], "cap-svc")
+        ecs = self.moto.client("ecs")
+        (svc,) = ecs.describe_services(cluster=self.outputs["ECSClusterName"],
+                                       services=["cap-svc"])["services"]
+        self.assertEqual(svc["desiredCount"], 2)
+        task = ecs.describe_task_definition(taskDefinition=svc["taskDefinition"])["taskDefinition"]
+        (c,) = task["containerDefinitions"]
+        # moto leaves an AWS::NoValue list element as null (CloudFormation drops it).
+        env = {e["name"]: e["value"] for e in c["environment"] if e}
+        self.assertEqual(env["S3_GOLD_MASTER"], "s3://gold/latest")
+        self.assertEqual(env["CAP_MGMT_ALLOW"], "10.0.0.0/16")
+        self.assertNotIn("CAP_CONSOLE_URL", env)
+        self.assertEqual({p["containerPort"] for p in c["portMappings"]}, {8080, 20001})
+        self.assertEqual(c["logConfiguration"]["options"]["awslogs-group"], "/cap/cap")
+
+    def test_load_balancer(self):
+        elb = self.moto.client("elbv2")
+        (tg,) = elb.describe_target_groups(TargetGroupArns=[self.outputs["TargetGroupArn"]])[
+            "TargetGroups"]
+        self.assertEqual((tg["HealthCheckPath"], tg["Port"], tg["TargetType"]),
+                         ("/.cap/health", 8080, "ip"))
+        listeners = elb.describe_listeners(LoadBalancerArn=tg["LoadBalancerArns"][0])["Listeners"]
+        self.assertEqual([(x["Port"], x["Protocol"]) for x in listeners], [(80, "HTTP")])
+        self.assertTrue(self.outputs["AgentWebURL"].startswith("http://"))
+
+    def test_bucket_and_log_group(self):
+        s3 = self.moto.client("s3")
+        bucket = self.outputs["SnapshotBucketName"]
+        (rule,) = s3.get_bucket_encryption(Bucket=bucket)[
+            "ServerSideEncryptionConfiguration"]["Rules"]
+        self.assertEqual(rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"], "AES256")
+        (group,) = self.moto.client("logs").describe_log_groups(
+            logGroupNamePrefix=self.outputs["LogGroupName"])["logGroups"]
+        self.assertEqual(group["retentionInDays"], 30)
+
+    def test_task_role_and_the_deploy_users_key(self):
+        iam = self.moto.client("iam")
+        role = self.resources["TaskRole"]["PhysicalResourceId"]
+        doc = iam.get_role_policy(RoleName=role, PolicyName="cap-agent")["PolicyDocument"]
+        text = doc if isinstance(doc, str) else json.dumps(doc)
+        bucket = self.outputs["SnapshotBucketName"]
+        self.assertIn(f"arn:aws:s3:::{bucket}/*", text)
+        self.assertIn("s3:GetObject", text)
+        self.assertNotIn("s3:PutObject", text, "the agent only reads snapshots")
+        user = self.resources["DeployUser"]["PhysicalResourceId"]
+        (key,) = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        self.assertEqual(key["AccessKeyId"], self.resources["DeployUserAccessKey"]["PhysicalResourceId"])
 
 
 if __name__ == "__main__":
