@@ -9,6 +9,7 @@
 #   make asan    build and test with AddressSanitizer and UBSan (build/asan)
 #   make format  clang-format the C++ sources in place
 #   make docs    regenerate docs/rules.md from the rule catalogue
+#   make console-ui  build only the console UI (web/console/dist; the build target builds it too)
 #   make clean   remove build/
 
 SHELL := /bin/bash
@@ -18,7 +19,7 @@ BENCH := build/release/cap_engine_bench
 FORMAT_DIRS := src include tests bench fuzz
 
 .DEFAULT_GOAL := build
-.PHONY: build deps run test bench fuzz asan format docs clean
+.PHONY: build deps run test bench fuzz asan format docs clean console-ui
 
 deps:
 	scripts/install-deps
@@ -26,6 +27,10 @@ deps:
 build: deps
 	cmake --preset release
 	cmake --build --preset release
+
+console-ui: deps
+	cmake --preset release
+	cmake --build --preset release --target console-ui
 
 run: build
 	scripts/run-local
@@ -41,6 +46,7 @@ bench: build
 	else \
 	  echo "make bench: $(BENCH) was not built (no sources in bench/ yet, or Google Benchmark missing)"; \
 	fi
+	python3 bench/gold_master_start.py
 	bench/side-by-side/run
 
 fuzz: deps

@@ -13,15 +13,15 @@ namespace {
 
 int64_t now_ms() { return SystemClock().now_ms(); }
 
-CommandResult failure(int status, std::string error, std::vector<std::string> details = {}) {
+}  // namespace
+
+CommandResult command_failure(int status, std::string error, std::vector<std::string> details) {
   CommandResult r;
   r.status = status;
   r.error = std::move(error);
   r.details = std::move(details);
   return r;
 }
-
-}  // namespace
 
 Activator::Activator(StateStore& store, const RuleRegistry& registry, HostServices services,
                      ServingSlot& slot)
@@ -32,7 +32,7 @@ Activator::Built Activator::build(std::string_view zip, const std::string& sha25
   Package pkg;
   std::string err;
   if (!read_zip(zip, &pkg, &err)) {
-    b.problem = failure(422, "configuration is not valid", {err});
+    b.problem = command_failure(422, "configuration is not valid", {err});
     return b;
   }
   LoadOptions opts;
@@ -62,7 +62,7 @@ Activator::Built Activator::build(std::string_view zip, const std::string& sha25
   }
   std::string startup_error = b.runtime->startup();
   if (!startup_error.empty()) {
-    b.problem = failure(422, "the startup rule set failed", {startup_error});
+    b.problem = command_failure(422, "the startup rule set failed", {startup_error});
     b.runtime.reset();
     return b;
   }
@@ -128,7 +128,7 @@ CommandResult Activator::persist_and_publish(AgentState next,
   std::string err;
   if (!store_.save(next, &err)) {
     agent_log().error("cannot write the state: {}", err);
-    return failure(500, "cannot write the agent's state in CAP_HOME", {err});
+    return command_failure(500, "cannot write the agent's state in CAP_HOME", {err});
   }
   state_ = std::move(next);
   slot_.publish(std::move(serving));
@@ -137,7 +137,7 @@ CommandResult Activator::persist_and_publish(AgentState next,
   return ok;
 }
 
-CommandResult Activator::activate(std::string_view zip) {
+CommandResult Activator::activate(std::string_view zip, std::string_view mode, bool stopped) {
   std::lock_guard lock(mu_);
   std::string sha256 = net::sha256_hex(zip);
   Built b = build(zip, sha256);
@@ -145,19 +145,21 @@ CommandResult Activator::activate(std::string_view zip) {
     agent_log().warn("deploy refused: {} ({} errors)", b.problem.error, b.problem.details.size());
     return b.problem;
   }
+  if (!mode.empty() && !b.runtime->set_mode(mode))
+    return command_failure(422, "the configuration has no mode '" + std::string(mode) + "'");
   AgentState next = state_;
   HistoryEntry entry{StateStore::new_id(next, sha256), b.runtime->configuration().name, sha256,
                      now_ms()};
   std::string err;
   if (!store_.write_configuration(entry.id, zip, &err)) {
     agent_log().error("cannot store configuration {}: {}", entry.id, err);
-    return failure(500, "cannot write the configuration in CAP_HOME", {err});
+    return command_failure(500, "cannot write the configuration in CAP_HOME", {err});
   }
   next.active = entry.id;
-  next.mode.clear();
-  next.stopped = false;
+  next.mode = b.runtime->mode();
+  next.stopped = stopped;
   StateStore::record_activation(next, entry);
-  CommandResult r = persist_and_publish(std::move(next), serving_for(b.runtime, entry, false));
+  CommandResult r = persist_and_publish(std::move(next), serving_for(b.runtime, entry, stopped));
   if (r.status != 200) return r;
   r.warnings = std::move(b.problem.warnings);
   agent_log().info("activated configuration {} ({}, sha256 {})", entry.id, entry.name, sha256);
@@ -172,12 +174,13 @@ CommandResult Activator::rollback(std::string_view id) {
   if (id.empty()) {
     for (auto it = state_.history.rbegin(); it != state_.history.rend(); ++it)
       if (it->id != state_.active) candidates.push_back(*it);
-    if (candidates.empty()) return failure(404, "there is no previous configuration to roll back to");
+    if (candidates.empty())
+      return command_failure(404, "there is no previous configuration to roll back to");
   } else {
     const HistoryEntry* target = state_.find(id);
     if (!target)
-      return failure(404, "no kept configuration has the id '" + std::string(id) + "'",
-                     {"GET /v1/configuration/history lists the kept ones"});
+      return command_failure(404, "no kept configuration has the id '" + std::string(id) + "'",
+                             {"GET /v1/configuration/history lists the kept ones"});
     candidates.push_back(*target);
   }
   HistoryEntry entry;
@@ -193,7 +196,7 @@ CommandResult Activator::rollback(std::string_view id) {
     damaged.push_back(err);
   }
   if (entry.id.empty())
-    return failure(500, "no kept configuration can be used", std::move(damaged));
+    return command_failure(500, "no kept configuration can be used", std::move(damaged));
   Built b = build(zip, entry.sha256);
   if (!b.runtime) return b.problem;
   entry.activated_at_ms = now_ms();
@@ -211,7 +214,7 @@ CommandResult Activator::rollback(std::string_view id) {
 CommandResult Activator::set_stopped(bool stopped) {
   std::lock_guard lock(mu_);
   auto current = slot_.latest();
-  if (current->blank()) return failure(409, "no configuration is active");
+  if (current->blank()) return command_failure(409, "no configuration is active");
   AgentState next = state_;
   next.stopped = stopped;
   auto s = std::make_shared<Serving>(*current);
@@ -225,15 +228,15 @@ CommandResult Activator::set_stopped(bool stopped) {
 CommandResult Activator::set_mode(std::string_view mode) {
   std::lock_guard lock(mu_);
   auto current = slot_.latest();
-  if (current->blank()) return failure(409, "no configuration is active");
+  if (current->blank()) return command_failure(409, "no configuration is active");
   std::string previous = current->runtime->mode();
   if (!current->runtime->set_mode(mode)) {
     std::vector<std::string> known{"default"};
     for (auto& [name, rs] : current->runtime->configuration().modes) known.push_back(name);
     std::string list;
     for (auto& k : known) list += (list.empty() ? "" : ", ") + k;
-    return failure(422, "the configuration has no mode '" + std::string(mode) + "'",
-                   {"known modes: " + list});
+    return command_failure(422, "the configuration has no mode '" + std::string(mode) + "'",
+                           {"known modes: " + list});
   }
   AgentState next = state_;
   next.mode = current->runtime->mode();
@@ -241,7 +244,7 @@ CommandResult Activator::set_mode(std::string_view mode) {
   if (!store_.save(next, &err)) {
     current->runtime->set_mode(previous);
     agent_log().error("cannot write the state: {}", err);
-    return failure(500, "cannot write the agent's state in CAP_HOME", {err});
+    return command_failure(500, "cannot write the agent's state in CAP_HOME", {err});
   }
   state_ = std::move(next);
   agent_log().info("mode set to {}", state_.mode.empty() ? "default" : state_.mode);
@@ -290,6 +293,21 @@ bool Activator::active_zip(std::string* zip, std::string* error) const {
   }
   const HistoryEntry* e = state_.find(state_.active);
   return store_.read_configuration(e->id, e->sha256, zip, error);
+}
+
+bool Activator::active_state(std::string* zip, std::string* name, std::string* mode, bool* stopped,
+                             std::string* error) const {
+  std::lock_guard lock(mu_);
+  if (state_.active.empty()) {
+    *error = "no configuration is active";
+    return false;
+  }
+  const HistoryEntry* e = state_.find(state_.active);
+  if (!store_.read_configuration(e->id, e->sha256, zip, error)) return false;
+  *name = e->name;
+  *mode = state_.mode;
+  *stopped = state_.stopped;
+  return true;
 }
 
 }  // namespace cap::agent

@@ -29,6 +29,10 @@ struct CommandResult {
   std::string id;  // the configuration now active (activate, rollback)
 };
 
+/// A failed result with `status`, `error` and `details`.
+CommandResult command_failure(int status, std::string error,
+                              std::vector<std::string> details = {});
+
 class Activator {
  public:
   Activator(StateStore& store, const RuleRegistry& registry, HostServices services,
@@ -41,7 +45,9 @@ class Activator {
   /// PUT /v1/configuration. 200 with the new id; 422 with every error (the zip does not
   /// read, validation, the startup rule set); 500 when CAP_HOME cannot be written. The new
   /// configuration starts in its default mode with its rules running (a deploy ends a stop).
-  CommandResult activate(std::string_view zip);
+  /// A snapshot restore passes the `mode` ("" = default; 422 when the configuration has no
+  /// such mode) and `stopped` flag to start in.
+  CommandResult activate(std::string_view zip, std::string_view mode = {}, bool stopped = false);
   /// POST /v1/configuration/rollback: reactivates a kept configuration (`id`, or "" for
   /// the one active before the current one). 404 for an unknown id.
   CommandResult rollback(std::string_view id);
@@ -58,6 +64,10 @@ class Activator {
   Value history() const;
   /// The active configuration's zip. False when blank or unreadable.
   bool active_zip(std::string* zip, std::string* error) const;
+  /// The active configuration's zip, name, saved mode and stopped flag, read together (for
+  /// snapshots). False with `error` when blank or unreadable.
+  bool active_state(std::string* zip, std::string* name, std::string* mode, bool* stopped,
+                    std::string* error) const;
 
  private:
   struct Built {

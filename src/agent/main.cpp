@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "agent/activation.h"
+#include "agent/announce.h"
 #include "agent/durable_file.h"
 #include "agent/logging.h"
 #include "agent/management_api.h"
@@ -19,6 +20,7 @@
 #include "rules/network.h"
 #include "agent/serving.h"
 #include "agent/settings.h"
+#include "agent/snapshot.h"
 #include "agent/state_store.h"
 #include "agent/vault.h"
 #include "agent/web_handler.h"
@@ -61,24 +63,14 @@ int main(int argc, char** argv) {
            CAP_VERSION, settings.agent_name, settings.home, settings.web_port, settings.mgmt_port,
            settings.mgmt_tls_cert.empty() ? "" : " (TLS)", settings.workers);
 
-  if (!settings.gold_master.empty()) {
-    log.error(
-        "S3_GOLD_MASTER is set, but gold master restore is not available in this build of "
-        "cap-agent; refusing to start rather than serve without the snapshot. Unset "
-        "S3_GOLD_MASTER, or use an agent built with the gold-master feature.");
-    shutdown_logging();
-    return 1;
-  }
   if (settings.mgmt_key.empty())
     log.warn("no CAP_MGMT_KEY: the management API refuses every command but GET /v1/health");
   else if (settings.mgmt_key.size() < 16)
     log.warn(
         "CAP_MGMT_KEY is shorter than 16 characters: use a long random key "
         "(for example 32 random bytes as hex)");
-  if (!settings.console_url.empty())
-    log.warn(
-        "CAP_CONSOLE_URL is set, but announcing to the console is not available in this "
-        "build; register the agent in the console by hand");
+  if (!settings.console_url.empty() && settings.join_token.empty())
+    log.warn("CAP_CONSOLE_URL is set without CAP_JOIN_TOKEN: the agent does not announce itself");
   if (!settings.db_url.empty())
     log.info("CAP_DB_URL is set; the SQL rules come with the storage feature");
 
@@ -117,6 +109,15 @@ int main(int argc, char** argv) {
   activator.set_background([&commands](std::function<void()> task) { commands.post(std::move(task)); });
   activator.restore();
 
+  // S3_GOLD_MASTER: the snapshot replaces whatever CAP_HOME held, before anything listens.
+  SnapshotService snapshots(settings, activator, vault);
+  if (!settings.gold_master.empty() &&
+      !snapshots.restore_gold_master(settings.gold_master, &error)) {
+    log.error("gold master {}: cannot restore, stopping: {}", settings.gold_master, error);
+    shutdown_logging();
+    return 1;
+  }
+
   WebHandler web_handler(slot, metrics, client, wait_pool,
                          WebOptions{settings.origin_timeout_ms, settings.request_log});
   cap::net::ServerOptions web_options;
@@ -134,6 +135,7 @@ int main(int argc, char** argv) {
   cap::net::HttpServer web(web_options, [&](cap::net::Exchange& ex) { web_handler.handle(ex); });
 
   ManagementApi api(settings, activator, slot, vault, metrics, commands);
+  api.set_snapshots(&snapshots);
   if (!api.configure(&error)) {
     log.error("CAP_MGMT_ALLOW is not valid: {}", error);
     shutdown_logging();
@@ -166,6 +168,15 @@ int main(int argc, char** argv) {
   }
   log.info("serving: web on {}:{}, management on {}:{}", settings.web_address, web.port(),
            settings.mgmt_address, mgmt.port());
+  std::unique_ptr<Announcer> announcer;
+  if (!settings.console_url.empty() && !settings.join_token.empty()) {
+    const char* host = std::getenv("CAP_ADVERTISE_HOST");
+    announcer = std::make_unique<Announcer>(
+        Announcement{settings.console_url, settings.join_token, settings.agent_name,
+                     host ? host : "", mgmt.port(), web.port()},
+        client);
+    announcer->start();
+  }
 
   int sig = 0;
   while (sigwait(&stop_signals, &sig) != 0) {

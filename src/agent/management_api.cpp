@@ -238,10 +238,7 @@ ManagementApi::Answer ManagementApi::run(const Command& c) {
   if (p == "/v1/stats") return stats();
   if (p == "/v1/logs") return logs_list();
   if (p.starts_with("/v1/logs/")) return log_file(c, p.substr(9));
-  if (p == "/v1/snapshot")
-    return error_answer(501,
-                        "snapshots are not available in this build of cap-agent: they come with "
-                        "the gold-master feature");
+  if (p == "/v1/snapshot") return snapshot(c);
   if (p == "/metrics") return metrics();
   return error_answer(404, "no such management endpoint: " + std::string(p));
 }
@@ -421,6 +418,27 @@ ManagementApi::Answer ManagementApi::metrics() const {
   Answer a;
   a.content_type = "text/plain; version=0.0.4; charset=utf-8";
   a.body = metrics_.prometheus(*slot_.latest());
+  return a;
+}
+
+ManagementApi::Answer ManagementApi::snapshot(const Command& c) {
+  if (!snapshots_) return error_answer(501, "snapshots are not set up in this agent");
+  if (c.method == "PUT") {
+    CommandResult r = snapshots_->restore(c.body);
+    if (r.status != 200) agent_log().warn("snapshot restore refused: {}", r.error);
+    auto s = slot_.latest();
+    Map out;
+    out.set("id", Value(r.id));
+    out.set("configuration", configuration_value(*s));
+    out.set("mode", Value(s->blank() ? std::string() : s->runtime->mode()));
+    return from_result(r, Value(std::move(out)));
+  }
+  std::string zip;
+  CommandResult r = snapshots_->capture(&zip);
+  if (r.status != 200) return from_result(r, Value());
+  Answer a;
+  a.content_type = "application/zip";
+  a.body = std::move(zip);
   return a;
 }
 

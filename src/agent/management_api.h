@@ -1,4 +1,4 @@
-// The management API on CAP_MGMT_PORT (DESIGN §5), every endpoint but the snapshot pair.
+// The management API on CAP_MGMT_PORT (DESIGN §5).
 //
 // On the server's loop thread a command is checked (allow list, then signature, then the
 // route: 403, 401, 404, 405); it then runs on the command thread, one at a time and in
@@ -16,6 +16,7 @@
 #include "agent/metrics.h"
 #include "agent/serving.h"
 #include "agent/settings.h"
+#include "agent/snapshot.h"
 #include "agent/vault.h"
 #include "agent/work_queue.h"
 #include "net/http_server.h"
@@ -30,6 +31,9 @@ class ManagementApi {
   bool configure(std::string* error);
   /// The server's handler.
   void handle(net::Exchange& ex);
+  /// GET and PUT /v1/snapshot go to `snapshots` (which must outlive the API); without one
+  /// they answer 501.
+  void set_snapshots(SnapshotService* snapshots) { snapshots_ = snapshots; }
 
   /// One command: views into the server's buffers, valid until it is answered.
   struct Command {
@@ -57,6 +61,7 @@ class ManagementApi {
   Answer logs_list() const;
   Answer log_file(const Command& c, std::string_view name) const;
   Answer metrics() const;
+  Answer snapshot(const Command& c);
 
   const Settings& settings_;
   Activator& activator_;
@@ -65,6 +70,7 @@ class ManagementApi {
   Metrics& metrics_;
   WorkQueue& commands_;
   ManagementAuth auth_;
+  SnapshotService* snapshots_ = nullptr;
   std::chrono::steady_clock::time_point started_;
 };
 

@@ -71,7 +71,8 @@ bool parse_settings(int argc, char** argv, Settings* s, int* exit_code) {
       "comma list of CIDRs allowed on the management port, or all");
   opt("CAP_MGMT_TLS_CERT", s->mgmt_tls_cert, "TLS certificate (PEM) for the management port");
   opt("CAP_MGMT_TLS_KEY", s->mgmt_tls_key, "TLS private key (PEM) for the management port");
-  opt("S3_GOLD_MASTER", s->gold_master, "snapshot to restore at start (not in this build)");
+  opt("S3_GOLD_MASTER", s->gold_master,
+      "snapshot to restore at start: s3://BUCKET/KEY or file:///PATH");
   opt("CAP_DB_URL", s->db_url, "database URL");
   opt("CAP_DB_USER", s->db_user, "database user");
   opt("CAP_DB_PASSWORD", s->db_password, "database password");

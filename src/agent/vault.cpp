@@ -83,6 +83,8 @@ Value from_creds(const Creds& c) {
 
 }  // namespace
 
+Value AgentVault::credentials() const { return from_creds(*creds_.load()); }
+
 #if defined(CAP_HAVE_SODIUM)
 
 bool AgentVault::key(std::string* key, bool create, std::string* error) const {

@@ -38,6 +38,9 @@ class AgentVault : public Vault {
   bool replace(const Value& credentials, std::string* error);
   /// The credential names (never the values).
   std::vector<std::string> names() const;
+  /// Every credential with its secrets, as replace() takes them: {"NAME": {"field":
+  /// "secret"}}. For snapshots only, which seal it at once; never log or answer it.
+  Value credentials() const;
 
   std::optional<std::string> get(std::string_view name, std::string_view field) const override;
 

@@ -18,11 +18,9 @@ namespace cap::cli {
 
 namespace fs = std::filesystem;
 
-namespace {
-
 /// The agent to talk to, with the key from --key-file or CAP_MGMT_KEY; false (after saying
 /// why: exit 2) when there is no key or --agent is not HOST:PORT.
-bool target(const AgentOptions& o, AgentTarget* t) {
+bool resolve_agent(const AgentOptions& o, AgentTarget* t) {
   std::string key, error;
   if (!load_agent_key(o.key_file, &key, &error)) {
     std::cerr << "capctl: " << error << "\n";
@@ -36,7 +34,7 @@ bool target(const AgentOptions& o, AgentTarget* t) {
 }
 
 /// Prints an agent's error answer ({"error", "details"}) to stderr.
-void print_error(const AgentTarget& t, const AgentReply& r) {
+void print_agent_error(const AgentTarget& t, const AgentReply& r) {
   if (r.status == 0) {
     std::cerr << "capctl: cannot reach the agent at " << t.host << ":" << t.port << ": " << r.error
               << "\n";
@@ -50,6 +48,8 @@ void print_error(const AgentTarget& t, const AgentReply& r) {
   if (const Value* d = v.is_map() ? v.as_map().find("details") : nullptr; d && d->is_list())
     for (const Value& line : d->as_list()) std::cerr << "  " << line.to_text() << "\n";
 }
+
+namespace {
 
 bool ok(const AgentReply& r) { return r.status >= 200 && r.status < 300; }
 
@@ -72,7 +72,7 @@ int cmd_deploy(const std::string& path, const AgentOptions& o) {
     return 2;
   }
   AgentTarget t;
-  if (!target(o, &t)) return 2;
+  if (!resolve_agent(o, &t)) return 2;
 
   std::string zip, err;
   if (fs::is_directory(path, ec)) {
@@ -112,7 +112,7 @@ int cmd_deploy(const std::string& path, const AgentOptions& o) {
     return 1;
   }
   if (!ok(r)) {
-    print_error(t, r);
+    print_agent_error(t, r);
     return 1;
   }
   Value v = json_of(r);
@@ -125,10 +125,10 @@ int cmd_deploy(const std::string& path, const AgentOptions& o) {
 
 int cmd_status(const AgentOptions& o, bool json) {
   AgentTarget t;
-  if (!target(o, &t)) return 2;
+  if (!resolve_agent(o, &t)) return 2;
   AgentReply r = agent_call(t, "GET", "/v1/status", "", "");
   if (!ok(r)) {
-    print_error(t, r);
+    print_agent_error(t, r);
     return 1;
   }
   if (json) {
@@ -166,11 +166,11 @@ int cmd_status(const AgentOptions& o, bool json) {
 
 int cmd_logs(const AgentOptions& o, const std::string& file, int tail) {
   AgentTarget t;
-  if (!target(o, &t)) return 2;
+  if (!resolve_agent(o, &t)) return 2;
   if (file.empty()) {
     AgentReply r = agent_call(t, "GET", "/v1/logs", "", "");
     if (!ok(r)) {
-      print_error(t, r);
+      print_agent_error(t, r);
       return 1;
     }
     Value v = json_of(r);
@@ -200,7 +200,7 @@ int cmd_logs(const AgentOptions& o, const std::string& file, int tail) {
   if (tail > 0) path += "?tail=" + std::to_string(tail);
   AgentReply r = agent_call(t, "GET", path, "", "");
   if (!ok(r)) {
-    print_error(t, r);
+    print_agent_error(t, r);
     return 1;
   }
   std::fwrite(r.body.data(), 1, r.body.size(), stdout);
@@ -209,12 +209,12 @@ int cmd_logs(const AgentOptions& o, const std::string& file, int tail) {
 
 int cmd_trace(const AgentOptions& o, int arm) {
   AgentTarget t;
-  if (!target(o, &t)) return 2;
+  if (!resolve_agent(o, &t)) return 2;
   if (arm > 0) {
     AgentReply r = agent_call(t, "POST", "/v1/trace", "{\"count\": " + std::to_string(arm) + "}",
                               "application/json");
     if (!ok(r)) {
-      print_error(t, r);
+      print_agent_error(t, r);
       return 1;
     }
     std::cout << "trace armed for the next " << arm << " transactions\n";
@@ -222,7 +222,7 @@ int cmd_trace(const AgentOptions& o, int arm) {
   }
   AgentReply r = agent_call(t, "GET", "/v1/trace", "", "");
   if (!ok(r)) {
-    print_error(t, r);
+    print_agent_error(t, r);
     return 1;
   }
   Value v = json_of(r);
@@ -240,7 +240,7 @@ int cmd_trace(const AgentOptions& o, int arm) {
 
 int cmd_rollback(const AgentOptions& o, const std::string& to) {
   AgentTarget t;
-  if (!target(o, &t)) return 2;
+  if (!resolve_agent(o, &t)) return 2;
   std::string body;
   if (!to.empty()) {
     Map m;
@@ -252,7 +252,7 @@ int cmd_rollback(const AgentOptions& o, const std::string& to) {
   AgentReply r = agent_call(t, "POST", "/v1/configuration/rollback", body,
                             body.empty() ? "" : "application/json");
   if (!ok(r)) {
-    print_error(t, r);
+    print_agent_error(t, r);
     return 1;
   }
   Value v = json_of(r);

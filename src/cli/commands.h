@@ -19,6 +19,10 @@ int cmd_pack(const std::string& dir, const std::string& out);
 int cmd_run(const std::string& dir, const RunOptions& opts);
 int cmd_test(const std::string& dir, const std::string& data);
 int cmd_rules(bool markdown);
+/// Prints the catalogue as one JSON document, {"rules": [{name, group, doc, params: [{name,
+/// type, required, default, doc, choices}], chain_points, user_chain_points, may_wait}]},
+/// in catalogue order. The console UI's editor reads this shape.
+int cmd_rules_json();
 
 // Commands that talk to an agent's management API (agent_commands.cpp). Each signs its
 // requests with the key from --key-file, else CAP_MGMT_KEY; without a key they exit 2.
@@ -38,5 +42,18 @@ int cmd_logs(const AgentOptions& agent, const std::string& file, int tail);
 int cmd_trace(const AgentOptions& agent, int arm);
 /// Reactivates configuration `to` ("" for the previous one); prints the active id.
 int cmd_rollback(const AgentOptions& agent, const std::string& to);
+
+// Snapshots (snapshot.cpp). URLs are s3://BUCKET/KEY or file:///PATH.
+/// Captures the agent's snapshot and writes it to `to` (a prefix ending in '/' gets the
+/// name AGENT-YYYYMMDDTHHMMSSZ.zip); with `latest`, also points `latest` beside it to it.
+/// Prints the URL written.
+int cmd_snapshot_capture(const AgentOptions& agent, const std::string& to, bool latest);
+/// Downloads (following a pointer), verifies and restores a snapshot into the agent; prints
+/// the configuration id now active.
+int cmd_snapshot_restore(const AgentOptions& agent, const std::string& from);
+/// Verifies a snapshot (URL or local file) and prints its metadata and members.
+int cmd_snapshot_inspect(const std::string& url_or_file);
+/// Lists the objects under a URL prefix or folder (pointers with their targets).
+int cmd_snapshot_list(const std::string& url);
 
 }  // namespace cap::cli

@@ -1,8 +1,7 @@
 // capctl: validate, pack, run and test configurations offline; print the rule catalogue;
-// deploy to an agent and ask it for status, logs, traces and rollbacks.
+// deploy to an agent and ask it for status, logs, traces and rollbacks; snapshots.
 // Exit status: 0 success, 1 the thing checked or asked for failed, 2 bad usage.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -42,6 +41,9 @@ int main(int argc, char** argv) {
 
   auto* rules = app.add_subcommand("rules", "Print the rule catalogue");
   rules->add_flag("--markdown", markdown, "as a Markdown page (docs/rules.md)");
+  bool rules_json = false;
+  rules->add_flag("--json", rules_json, "as JSON (the console UI's catalogue)")
+      ->excludes("--markdown");
 
   // Commands that talk to an agent.
   cap::cli::AgentOptions agent;
@@ -77,6 +79,24 @@ int main(int argc, char** argv) {
   rollback->add_option("--to", rollback_to, "the configuration id (default: the previous one)");
   agent_options(rollback);
 
+  auto* snapshot = app.add_subcommand("snapshot", "Capture, restore, inspect and list snapshots");
+  snapshot->require_subcommand(1);
+  std::string snapshot_url;
+  bool latest = false;
+  auto* capture = snapshot->add_subcommand("capture", "Write an agent's snapshot to a URL");
+  capture->add_option("--to", snapshot_url, "s3://BUCKET/KEY or file:///PATH (or a prefix/)")
+      ->required();
+  capture->add_flag("--latest", latest, "also point the 'latest' object beside it to it");
+  agent_options(capture);
+  auto* restore = snapshot->add_subcommand("restore", "Restore a snapshot into an agent");
+  restore->add_option("--from", snapshot_url, "s3://BUCKET/KEY or file:///PATH")->required();
+  agent_options(restore);
+  auto* inspect = snapshot->add_subcommand("inspect", "Verify a snapshot and show what it holds");
+  inspect->add_option("URL", snapshot_url, "s3://BUCKET/KEY, file:///PATH or a local file")
+      ->required();
+  auto* list = snapshot->add_subcommand("list", "List the snapshots under a URL prefix");
+  list->add_option("URL", snapshot_url, "s3://BUCKET/PREFIX or file:///FOLDER/")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -91,11 +111,15 @@ int main(int argc, char** argv) {
   if (*pack) return cap::cli::cmd_pack(dir, out);
   if (*runc) return cap::cli::cmd_run(dir, run);
   if (*test) return cap::cli::cmd_test(dir, data);
-  if (*rules) return cap::cli::cmd_rules(markdown);
+  if (*rules) return rules_json ? cap::cli::cmd_rules_json() : cap::cli::cmd_rules(markdown);
   if (*deploy) return cap::cli::cmd_deploy(dir, agent);
   if (*status) return cap::cli::cmd_status(agent, json);
   if (*logs) return cap::cli::cmd_logs(agent, log_file, tail);
   if (*trace) return cap::cli::cmd_trace(agent, arm);
   if (*rollback) return cap::cli::cmd_rollback(agent, rollback_to);
+  if (*capture) return cap::cli::cmd_snapshot_capture(agent, snapshot_url, latest);
+  if (*restore) return cap::cli::cmd_snapshot_restore(agent, snapshot_url);
+  if (*inspect) return cap::cli::cmd_snapshot_inspect(snapshot_url);
+  if (*list) return cap::cli::cmd_snapshot_list(snapshot_url);
   return 2;
 }

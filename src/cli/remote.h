@@ -39,4 +39,13 @@ AgentReply agent_call(const AgentTarget& target, const std::string& method, cons
                       const std::string& body, const std::string& content_type,
                       int timeout_ms = 120000);
 
+struct AgentOptions;  // commands.h
+
+/// The agent to talk to, with the key from --key-file or CAP_MGMT_KEY; false (after saying
+/// why on stderr: exit 2) when there is no key or --agent is not HOST:PORT.
+bool resolve_agent(const AgentOptions& o, AgentTarget* t);
+/// Prints an agent's error answer ({"error", "details"}), or why it could not be reached,
+/// to stderr.
+void print_agent_error(const AgentTarget& t, const AgentReply& r);
+
 }  // namespace cap::cli

@@ -66,12 +66,14 @@ class DrainTest(unittest.TestCase):
 
 class GoldMasterTest(unittest.TestCase):
 
-    def test_s3_gold_master_is_refused_loudly(self):
+    def test_a_gold_master_that_cannot_be_read_stops_the_agent(self):
         agent = Agent(env={"S3_GOLD_MASTER": "file:///nowhere/snapshot.zip"})
         self.addCleanup(agent.cleanup)
         agent.start(wait=False)
         self.assertNotEqual(agent.wait_exit(20), 0)
-        self.assertIn("gold master restore is not available", agent.log_text())
+        self.assertIn("gold master file:///nowhere/snapshot.zip: cannot restore, stopping: "
+                      "missing object", agent.log_text())
+        self.assertNotIn("serving:", agent.log_text())
 
 
 if __name__ == "__main__":

@@ -136,9 +136,10 @@ class ObservabilityTest(AgentTestCase):
         self.agent.start()
         self.assertEqual(self.agent.web("GET", "/").body, b"user=ann")
 
-    def test_snapshot_is_not_in_this_build(self):
+    def test_a_blank_agent_has_no_snapshot(self):
         r = self.agent.mgmt("GET", "/v1/snapshot")
-        self.assertEqual(r.status, 501, r)
+        self.assertEqual(r.status, 409, r)
+        self.assertIn("nothing to snapshot", r.json()["error"])
 
 
 if __name__ == "__main__":

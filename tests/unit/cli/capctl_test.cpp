@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <boost/json.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -20,7 +21,8 @@ struct CliResult {
 
 CliResult capctl(const std::string& args) {
   static int n = 0;
-  fs::path errfile = fs::temp_directory_path() / ("capctl-err-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+  fs::path errfile = fs::temp_directory_path() /
+                     ("capctl-err-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
   std::string cmd = std::string(CAP_CAPCTL) + " " + args + " 2>" + errfile.string();
   CliResult r;
   FILE* p = ::popen(cmd.c_str(), "r");
@@ -71,9 +73,10 @@ TEST(Capctl, RunUnansweredRequestIs404) {
 }
 
 TEST(Capctl, RunFormPostSetsVariablesAndTraces) {
-  CliResult r = capctl("run " + kHello +
-                 " --request 'POST /hello' -H 'Content-Type: application/x-www-form-urlencoded' "
-                 "-d 'name=Ann' --trace");
+  CliResult r =
+      capctl("run " + kHello +
+             " --request 'POST /hello' -H 'Content-Type: application/x-www-form-urlencoded' "
+             "-d 'name=Ann' --trace");
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("Hello, Ann!"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("trace: POST /hello -> 200"), std::string::npos) << r.out;
@@ -106,9 +109,14 @@ TEST(Capctl, ValidateReportsEveryErrorOneALine) {
   CliResult r = capctl("validate " + c.path());
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.out.find("rulesets/main.json: node a: condition: "), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("rulesets/main.json: node a: then.maybe: rule IfCondition has no chain point 'maybe'"),
-            std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("rulesets/main.json: node b: rule: unknown rule 'NoSuchRule'"), std::string::npos) << r.out;
+  EXPECT_NE(
+      r.out.find(
+          "rulesets/main.json: node a: then.maybe: rule IfCondition has no chain point 'maybe'"),
+      std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("rulesets/main.json: node b: rule: unknown rule 'NoSuchRule'"),
+            std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("rulesets/main.json: node c: name: missing"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("node c: warning: unreachable"), std::string::npos) << r.out;
   EXPECT_NE(r.err.find("4 errors"), std::string::npos) << r.err;
@@ -159,16 +167,18 @@ TEST(Capctl, RunRejectsAGarbageZip) {
 
 TEST(Capctl, TestPrintsAPassFailTableAndPerformance) {
   TempConfig c;
-  c.write("t.jsonl",
-          R"({"name": "greets", "request": "GET /hello?name=Ann", "expect": {"status": 200, "body": "Hello, Ann!", "variables": {"MSG": "Hello, Ann!"}}})"
-          "\n\n"
-          R"({"name": "wrong on purpose", "request": "GET /hello?name=Bob", "expect": {"status": 201, "body_contains": "Zed", "headers": {"X-Nope": "1"}}})"
-          "\n");
+  c.write(
+      "t.jsonl",
+      R"({"name": "greets", "request": "GET /hello?name=Ann", "expect": {"status": 200, "body": "Hello, Ann!", "variables": {"MSG": "Hello, Ann!"}}})"
+      "\n\n"
+      R"({"name": "wrong on purpose", "request": "GET /hello?name=Bob", "expect": {"status": 201, "body_contains": "Zed", "headers": {"X-Nope": "1"}}})"
+      "\n");
   CliResult r = capctl("test " + kHello + " --data " + (c.dir / "t.jsonl").string());
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.out.find("greets"), std::string::npos);
   EXPECT_NE(r.out.find("pass"), std::string::npos);
-  EXPECT_NE(r.out.find("wrong on purpose  FAIL    status 200, expected 201"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("wrong on purpose  FAIL    status 200, expected 201"), std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("lacks 'Zed'"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("no header X-Nope"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("1 of 2 passed"), std::string::npos) << r.out;
@@ -187,15 +197,46 @@ TEST(Capctl, TestReportsMalformedLinesWithTheirNumber) {
 TEST(Capctl, RulesListsTheCatalogue) {
   CliResult r = capctl("rules");
   EXPECT_EQ(r.status, 0);
-  for (const char* rule : {"IfCondition", "Switch", "SetCompleted", "RuleSetExit", "FailSafePoint",
-                           "ForEach", "Comment", "SwitchMode", "SetVariable", "DeleteVariable",
-                           "NameSplitter", "ValueComparer", "RegexExtract", "StringReplace",
-                           "AttributeLister", "JsonParse", "JsonBuild", "CsvLookup",
-                           "HistoryRecorder", "Counter", "RateLimiter", "HttpRequestTracker",
-                           "HttpRespond", "HttpRedirect", "SetCookie"})
+  for (const char* rule : {"IfCondition",     "Switch",
+                           "SetCompleted",    "RuleSetExit",
+                           "FailSafePoint",   "ForEach",
+                           "Comment",         "SwitchMode",
+                           "SetVariable",     "DeleteVariable",
+                           "NameSplitter",    "ValueComparer",
+                           "RegexExtract",    "StringReplace",
+                           "AttributeLister", "JsonParse",
+                           "JsonBuild",       "CsvLookup",
+                           "HistoryRecorder", "Counter",
+                           "RateLimiter",     "HttpRequestTracker",
+                           "HttpRespond",     "HttpRedirect",
+                           "SetCookie"})
     EXPECT_NE(r.out.find(std::string("\n") + rule + "\n"), std::string::npos) << rule;
   CliResult md = capctl("rules --markdown");
   EXPECT_EQ(md.status, 0);
   EXPECT_EQ(md.out.rfind("# Rule reference", 0), 0u);
   EXPECT_NE(md.out.find("### CsvLookup"), std::string::npos);
+}
+
+TEST(Capctl, RulesJsonIsTheCatalogueTheEditorReads) {
+  CliResult r = capctl("rules --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  boost::json::value doc = boost::json::parse(r.out);
+  const boost::json::array& rules = doc.at("rules").as_array();
+  const boost::json::object* if_condition = nullptr;
+  const boost::json::object* switch_rule = nullptr;
+  for (auto& rule : rules) {
+    if (rule.at("name") == "IfCondition") if_condition = &rule.as_object();
+    if (rule.at("name") == "Switch") switch_rule = &rule.as_object();
+  }
+  ASSERT_NE(if_condition, nullptr);
+  EXPECT_EQ(if_condition->at("group"), "Flow");
+  EXPECT_EQ(if_condition->at("chain_points"), (boost::json::array{"true", "false"}));
+  const auto& condition = if_condition->at("params").as_array().at(0).as_object();
+  EXPECT_EQ(condition.at("name"), "condition");
+  EXPECT_EQ(condition.at("type"), "expression");
+  EXPECT_EQ(condition.at("required"), true);
+  ASSERT_NE(switch_rule, nullptr);
+  EXPECT_EQ(switch_rule->at("user_chain_points"), true);
+  // --json and --markdown are two answers to one question: asking both is bad usage.
+  EXPECT_EQ(capctl("rules --json --markdown").status, 2);
 }
