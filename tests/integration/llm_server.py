@@ -86,6 +86,8 @@ class LlmServer:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Transfer-Encoding", "chunked")
+                if a.get("break_after"):
+                    self.send_header("Connection", "close")  # not kept for the next request
                 self.end_headers()
                 pieces = a.get("pieces") or [a["content"]]
                 try:

@@ -99,11 +99,12 @@ class LlmStreamTest(AgentTestCase):
         self.agent.deploy_ok(stream_config(self.llm))
         self.llm.answer("Hello world", pieces=["Hel", "lo"], break_after=1)
         r = self.agent.web("GET", "/ask?q=x")
-        self.assertEqual(r.status, 200)
+        self.assertEqual(r.status, 200, r)
         self.assertEqual(events(r.text()), [("message", {"delta": "Hel"}),
                                             ("error", {"error": "the model's stream ended before [DONE]"})])
         self.llm.answer("Hello", pieces=["Hel", "lo"], stream_error="quota exceeded")
         r = self.agent.web("GET", "/ask?q=x")
+        self.assertEqual(r.status, 200, r)
         self.assertEqual(events(r.text())[-1],
                          ("error", {"error": "the model's stream reported an error: quota exceeded"}))
         stats = self.agent.mgmt("GET", "/v1/stats").json()
