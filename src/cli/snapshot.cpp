@@ -55,6 +55,7 @@ bool download(store::ObjectStore& objects, const store::ObjectUrl& url, std::str
     }
     *from = next.text;
   }
+  std::fprintf(stderr, "downloaded %.1f MiB\n", double(data->size()) / (1 << 20));
   return true;
 }
 

@@ -207,6 +207,9 @@ class Console {
   std::string request_zip(const Request& r, std::string* message);
   /// Validates with the engine library exactly as an agent does: the errors and warnings
   /// as "FILE: node ID: PARAM: message".
+  /// The base catalogue plus the rules of the extensions in the store that the package's
+  /// cap.json asks for (their shape only, from extension.json); null when it asks for none.
+  std::unique_ptr<RuleRegistry> extension_registry(const Package& pkg);
   bool validate_zip(const std::string& zip, std::vector<std::string>* errors,
                     std::vector<std::string>* warnings, Package* pkg = nullptr);
 

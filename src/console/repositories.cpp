@@ -161,6 +161,91 @@ json::array configuration_list(DbSession& s, const std::string& repo) {
 // ---------------------------------------------------------------------------------------
 // Validation with the engine
 
+namespace {
+
+/// Stands in for an extension's rule during validation: the console checks the node's shape
+/// (parameters, chain points) against the rule's extension.json and never runs it.
+class ExtensionRuleShape : public Rule {
+ public:
+  int execute(ExecContext&) const override { return kNoChain; }
+};
+
+std::optional<ParamType> param_type(std::string_view name) {
+  for (ParamType t :
+       {ParamType::String, ParamType::Number, ParamType::Boolean, ParamType::Expression,
+        ParamType::Variable, ParamType::List, ParamType::Map, ParamType::Any})
+    if (name == param_type_name(t)) return t;
+  return std::nullopt;
+}
+
+/// The rule specs an extension.json declares (those it declares well).
+std::vector<RuleSpec> extension_specs(const json::value& manifest) {
+  std::vector<RuleSpec> out;
+  auto* rules = manifest.is_object() ? manifest.as_object().if_contains("rules") : nullptr;
+  if (!rules || !rules->is_array()) return out;
+  auto str = [](const json::object& o, const char* k) {
+    auto* v = o.if_contains(k);
+    return v && v->is_string() ? std::string(v->as_string()) : std::string();
+  };
+  for (auto& r : rules->as_array()) {
+    if (!r.is_object()) continue;
+    auto& ro = r.as_object();
+    RuleSpec spec;
+    spec.name = str(ro, "name");
+    spec.group = str(ro, "group");
+    spec.doc = str(ro, "doc");
+    if (spec.name.empty()) continue;
+    if (auto* params = ro.if_contains("params"); params && params->is_array())
+      for (auto& p : params->as_array()) {
+        if (!p.is_object()) continue;
+        auto& po = p.as_object();
+        ParamSpec ps;
+        ps.name = str(po, "name");
+        ps.type = param_type(str(po, "type")).value_or(ParamType::Any);
+        if (auto* req = po.if_contains("required"); req && req->is_bool())
+          ps.required = req->as_bool();
+        if (auto* def = po.if_contains("default"); def && !def->is_null()) {
+          std::string err;
+          ps.default_value = json_parse(json::serialize(*def), &err);
+        }
+        ps.doc = str(po, "doc");
+        if (!ps.name.empty()) spec.params.push_back(std::move(ps));
+      }
+    if (auto* chains = ro.if_contains("chain_points"); chains && chains->is_array())
+      for (auto& c : chains->as_array())
+        if (c.is_string()) spec.chain_points.emplace_back(c.as_string());
+    out.push_back(std::move(spec));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<RuleRegistry> Console::extension_registry(const Package& pkg) {
+  const std::string* manifest = pkg.find("cap.json");
+  if (!manifest) return nullptr;
+  boost::system::error_code ec;
+  json::value cap = json::parse(*manifest, ec);
+  auto* wanted = !ec && cap.is_object() ? cap.as_object().if_contains("extensions") : nullptr;
+  if (!wanted || !wanted->is_object() || wanted->as_object().empty()) return nullptr;
+  auto reg = std::make_unique<RuleRegistry>();
+  register_base_rules(*reg);
+  DbSession s(db_);
+  for (auto& [name, version] : wanted->as_object()) {
+    if (!version.is_string()) continue;
+    auto row = s.one("SELECT manifest FROM extensions WHERE name = $1 AND version = $2",
+                     {std::string(name), std::string(version.as_string())});
+    if (!row) continue;  // the deploy names what is missing; its rules are unknown here
+    json::value m = json::parse(row->text(0), ec);
+    if (ec) continue;
+    for (RuleSpec& spec : extension_specs(m))
+      reg->add(std::move(spec), [](CompileContext&) -> std::unique_ptr<Rule> {
+        return std::make_unique<ExtensionRuleShape>();
+      });
+  }
+  return reg;
+}
+
 bool Console::validate_zip(const std::string& zip, std::vector<std::string>* errors,
                            std::vector<std::string>* warnings, Package* out_pkg) {
   Package pkg;
@@ -172,7 +257,8 @@ bool Console::validate_zip(const std::string& zip, std::vector<std::string>* err
   LoadOptions opts;
   // ${env:...} is read on each agent at activation; the console checks everything else.
   opts.getenv = [](std::string_view) -> std::optional<std::string> { return std::string(); };
-  LoadResult loaded = load_configuration(pkg, registry_, opts);
+  std::unique_ptr<RuleRegistry> with_extensions = extension_registry(pkg);
+  LoadResult loaded = load_configuration(pkg, with_extensions ? *with_extensions : registry_, opts);
   for (auto& d : loaded.diagnostics)
     (d.severity == Diagnostic::Severity::Error ? errors : warnings)->push_back(d.format());
   if (out_pkg) *out_pkg = std::move(pkg);

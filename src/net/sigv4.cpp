@@ -1,6 +1,7 @@
 #include "net/sigv4.h"
 
 #include <algorithm>
+#include <boost/url/parse.hpp>
 #include <ctime>
 
 #include "net/signing.h"
@@ -174,6 +175,46 @@ Signed sign_v4(const Request& request, const Credentials& credentials, const Sco
                       ", Signature=" + out.signature;
   out.headers.emplace_back("authorization", out.authorization);
   return out;
+}
+
+bool sign_call(HttpCall* call, const Credentials& credentials, const Scope& scope,
+               std::chrono::system_clock::time_point now, const Options& options,
+               std::string* error) {
+  auto parsed = boost::urls::parse_uri(call->url);
+  std::string scheme = parsed ? lower(std::string(parsed->scheme())) : "";
+  if (!parsed || (scheme != "http" && scheme != "https") || parsed->host().empty()) {
+    if (error) *error = "cannot sign: the URL must be an absolute http or https URL";
+    return false;
+  }
+  Request r;
+  r.method = call->method;
+  r.host = lower(std::string(parsed->encoded_host_and_port()));
+  const std::string default_port = scheme == "https" ? ":443" : ":80";
+  if (r.host.ends_with(default_port)) r.host.resize(r.host.size() - default_port.size());
+  r.path = std::string(parsed->encoded_path());
+  if (r.path.empty()) r.path = "/";
+  for (auto param : parsed->params()) r.query.emplace_back(param.key, param.value);
+  for (const auto& [k, v] : call->headers) {
+    std::string name = lower(k);
+    if (name == "user-agent" || name == "expect" || name == "content-length" ||
+        name == "transfer-encoding" || name == "host" || name == "authorization" ||
+        name == "x-amz-date")
+      continue;
+    r.headers.emplace_back(k, v);
+  }
+  if (call->body_source)
+    r.payload_sha256 = "UNSIGNED-PAYLOAD";
+  else
+    r.body = call->body;
+  Signed s = sign_v4(r, credentials, scope, now, options);
+  call->url = scheme + "://" + r.host + r.path + (s.query.empty() ? "" : "?" + s.query);
+  std::erase_if(call->headers, [](const auto& h) {
+    std::string name = lower(h.first);
+    return name == "host" || name == "authorization" || name == "x-amz-date";
+  });
+  call->headers.emplace_back("Host", r.host);
+  for (auto& h : s.headers) call->headers.push_back(std::move(h));
+  return true;
 }
 
 }  // namespace cap::net::sigv4

@@ -23,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include "cap/services.h"
+
 namespace cap::net::sigv4 {
 
 /// An access key pair, with the session token of temporary credentials (may be empty).
@@ -97,6 +99,28 @@ struct Signed {
 /// Signs `request` at time `now` (UTC). Pure: no I/O, thread-safe.
 Signed sign_v4(const Request& request, const Credentials& credentials, const Scope& scope,
                std::chrono::system_clock::time_point now, const Options& options = {});
+
+/// Signs an HttpCall in place, for any service: the simplest way to call an AWS API with
+/// the project's HTTP client. Reads the host, path and query from `call->url` (an
+/// absolute http or https URL, percent-encoded), rewrites the URL's query in canonical
+/// order, signs every header of `call->headers` but user-agent, expect, content-length and
+/// transfer-encoding, hashes `call->body` (a streamed body, HttpCall::body_source, is sent
+/// as UNSIGNED-PAYLOAD, which S3 accepts and most other services do not), and appends Host,
+/// x-amz-date, x-amz-security-token (with a session token), x-amz-content-sha256 (with
+/// Options::content_sha256_header) and Authorization. False with `error` when the URL does
+/// not parse. Example (Bedrock):
+///
+///   HttpCall c;
+///   c.method = "POST";
+///   c.url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/" +
+///           sigv4::uri_encode("anthropic.claude-3-haiku-20240307-v1:0") + "/invoke";
+///   c.headers = {{"Content-Type", "application/json"}};
+///   c.body = R"({"messages": [...]})";
+///   sigv4::sign_call(&c, creds, {"us-east-1", "bedrock"}, std::chrono::system_clock::now());
+///   HttpReply r = http_client.call(c);
+bool sign_call(HttpCall* call, const Credentials& credentials, const Scope& scope,
+               std::chrono::system_clock::time_point now, const Options& options = {},
+               std::string* error = nullptr);
 
 /// RFC 3986 percent-encoding as SigV4 wants it: every byte but A-Z a-z 0-9 - . _ ~ becomes
 /// %XX (upper-case hex); '/' is kept when `encode_slash` is false (for paths).

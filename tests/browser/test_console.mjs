@@ -82,14 +82,16 @@ test('build a rule set in the editor, save it, deploy it, and the agent answers 
   await eventually(async () => assert.deepEqual((await wires(page)).sort(), ['ifCondition1:true:0', 'setVariable1:next:0']));
   await eventually(async () => assert.equal(await page.getByTestId('validity').innerText(), 'valid'));
 
-  // The console validates with the engine: an expression error it finds shows on the node,
-  // and nothing is saved.
+  // The console validates with the engine as you edit: an expression error shows on the
+  // node, and saving it stores nothing.
   await selectNode(page, 'ifCondition1');
   await setParam(page, 'ifCondition1', 'condition', "URI == ");
+  await eventually(async () => assert.equal((await nodeProblems(page, 'ifCondition1')).length, 1));
   await page.getByTestId('save').click();
   await eventually(async () => assert.match(await page.getByTestId('save-status').innerText(), /Not saved/));
   await eventually(async () => assert.equal((await nodeProblems(page, 'ifCondition1')).length, 1));
   await setParam(page, 'ifCondition1', 'condition', "URI == '/hi'");
+  await eventually(async () => assert.deepEqual(await nodeProblems(page, 'ifCondition1'), []));
   await page.locator('.react-flow__pane').click({ position: { x: 10, y: 10 } });
   await page.getByTestId('save').click();
   await eventually(async () => assert.match(await page.getByTestId('save-status').innerText(), /Saved as revision 2/));
@@ -114,6 +116,7 @@ test('the dashboard shows what the agent runs; its page shows logs, a trace and 
   await page.getByRole('link', { name: 'web-1' }).click();
   await page.getByRole('tab', { name: 'Trace' }).click();
   await page.getByRole('button', { name: 'Arm the trace' }).click();
+  await page.getByText('5 still to record').waitFor();
   await fetch(`${agent.webUrl}/hi?name=Trace`);
   await eventually(async () => {
     await page.getByRole('button', { name: 'Refresh' }).click();
@@ -173,4 +176,51 @@ test('an uploaded extension shows with progress, and its rules join the editor\'
   await page.getByTestId('catalogue-Threshold').waitFor();
   assert.deepEqual(await page.locator('.catalogue h4').allInnerTexts(), ['DEMO']);
   assert.match(await page.getByTestId('catalogue-Threshold').innerText(), /demo/);
+});
+
+test('a deploy an agent refuses shows that agent\'s error; nothing changes on the running one', async () => {
+  await page.getByRole('link', { name: 'Agents' }).click();
+  const form = page.getByRole('form', { name: 'Add an agent' });
+  await form.getByLabel('Id').fill('web-2');
+  await form.getByLabel('Management port').fill(String(agent.mgmtPort));
+  await form.getByLabel('Management key').fill('a-key-the-agent-does-not-have');
+  await form.getByRole('button', { name: 'Add agent' }).click();
+  await eventually(async () => assert.match(await page.getByTestId('agent-web-2').innerText(), /offline/));
+
+  await page.goto(`${consoleServer.url}/repositories/shop/configurations/web`);
+  await page.getByRole('button', { name: 'Deploy…' }).click();
+  await page.getByLabel('deploy to web-2').check();
+  await page.getByTestId('deploy-go').click();
+  await eventually(async () => assert.match(await page.getByTestId('deploy-result-web-2').innerText(), /\S/), 60000);
+  await eventually(async () => assert.equal(await page.getByTestId('deploy-result-web-2').getAttribute('class'), 'bad'));
+  await page.getByRole('button', { name: 'Close' }).first().click();
+  const answer = await fetch(`${agent.webUrl}/hi?name=Still`);
+  assert.equal(await answer.text(), 'Hello Still from the console');
+});
+
+test('vault values are write-only; users and roles; the audit log lists the changes', async () => {
+  const secret = 'hunter2-very-secret';
+  await page.getByRole('link', { name: 'Vault' }).click();
+  await page.getByText('The vault is empty').waitFor();
+  const vault = page.getByRole('form', { name: 'Store a credential' });
+  await vault.getByLabel('Name', { exact: true }).fill('shopdb');
+  await vault.getByLabel('Field name').fill('password');
+  await vault.getByLabel('Secret value').fill(secret);
+  await vault.getByRole('button', { name: 'Store' }).click();
+  await eventually(async () => assert.match(await page.getByTestId('vault').innerText(), /shopdb\s+password/));
+  assert.ok(!(await page.content()).includes(secret), 'the secret is not on the page');
+
+  await page.getByRole('link', { name: 'Users' }).click();
+  const users = page.getByRole('form', { name: 'New user' });
+  await users.getByLabel('User name').fill('ops');
+  await users.getByLabel('Password').fill('ops-password-long-enough');
+  await users.getByRole('button', { name: 'Add user' }).click();
+  await eventually(async () => assert.match(await page.getByTestId('users').innerText(), /ops\s+user/));
+
+  await page.getByRole('link', { name: 'Audit log' }).click();
+  await eventually(async () => {
+    const text = await page.getByTestId('audit').innerText();
+    for (const action of ['auth.login', 'agent.create', 'repository.create', 'configuration.save', 'vault.create', 'user.create'])
+      assert.ok(text.includes(action), `${action} in the audit log`);
+  });
 });

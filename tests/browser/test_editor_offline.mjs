@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { dragRule, nodeProblems, selectNode, setParam, wire, wires } from './editor.mjs';
+import { dragRule, nodeProblems, selectNode, setParam, settle, wire, wires } from './editor.mjs';
 import { eventually, launchBrowser, run, screenshotPath, serveStatic, uiDir } from './harness.mjs';
 
 const capctl = process.env.CAPCTL;
@@ -101,6 +101,54 @@ test('copy and paste into another rule set keeps the wires between the copies', 
   await eventually(async () => assert.equal(await page.locator('.react-flow__node').count(), 3));
 });
 
+test('keyboard: Enter on a catalogue rule adds it; Delete removes the selection; auto layout stacks chains', async () => {
+  await page.getByTestId('catalogue-search').fill('Comment');
+  await page.getByTestId('catalogue-Comment').focus();
+  await page.keyboard.press('Enter');
+  await eventually(async () => assert.equal(await page.locator('.react-flow__node').count(), 4));
+  await page.locator('.react-flow__node[data-id="comment1"]').waitFor();
+  await page.getByTestId('catalogue-search').fill('');
+  await selectNode(page, 'comment1');
+  await page.getByLabel('Comment', { exact: true }).fill('explains the rule set');
+  await eventually(async () => assert.match(await page.locator('.react-flow__node[data-id="comment1"]').innerText(), /explains the rule set/));
+  await page.locator('.react-flow__node[data-id="comment1"] .rule-node-title').click();
+  await eventually(async () => {
+    await page.locator('.react-flow__node[data-id="comment1"]').focus({ timeout: 1000 }).catch(() => {});
+    await page.keyboard.press('Delete');
+    assert.equal(await page.locator('.react-flow__node').count(), 3);
+  });
+  await page.getByRole('button', { name: 'Auto layout' }).click();
+  await eventually(async () => {
+    const y = async (id) => (await page.locator(`.react-flow__node[data-id="${id}"]`).boundingBox()).y;
+    assert.ok((await y('ifCondition1')) < (await y('setVariable1')));
+    assert.ok((await y('setVariable1')) < (await y('httpRespond1')));
+  });
+});
+
+test('a rule set used as a node takes its exits as chain points; double-click opens it', async () => {
+  await page.getByTestId('ruleset-select').selectOption('other');
+  await page.waitForURL(/\/local\/other$/);
+  await dragRule(page, 'RuleSetExit', 300, 420);
+  await selectNode(page, 'ruleSetExit1');
+  await setParam(page, 'ruleSetExit1', 'name', 'DONE');
+  await wire(page, 'httpRespond1', 'next', 'ruleSetExit1');
+  await page.getByTestId('ruleset-select').selectOption('main');
+  await page.waitForURL(/\/local\/main$/);
+  await settle(page);
+  await page.getByTestId('catalogue-ruleset-other').dragTo(page.getByTestId('canvas'), { targetPosition: { x: 480, y: 330 } });
+  await page.locator('.react-flow__node[data-id="other1"] [data-testid="out-other1-DONE"]').waitFor();
+  await page.screenshot({ path: screenshotPath('editor-ruleset-node.png') });
+  await wire(page, 'ifCondition1', 'false', 'other1');
+  await page.locator('.react-flow__pane').click({ position: { x: 10, y: 10 } });
+  await eventually(async () =>
+    assert.equal(await page.getByTestId('validity').innerText(), 'valid', `${await wires(page)} ${await page.getByTestId('ruleset-panel').innerText()}`),
+  );
+  await page.locator('.react-flow__node[data-id="other1"]').dblclick();
+  await page.waitForURL(/\/local\/other$/);
+  await page.getByTestId('ruleset-select').selectOption('main');
+  await page.waitForURL(/\/local\/main$/);
+});
+
 test('the downloaded zip is what capctl validates and runs', async () => {
   await page.getByTestId('save').click();
   await page.getByTestId('save-status').getByText('Saved').waitFor();
@@ -114,8 +162,9 @@ test('the downloaded zip is what capctl validates and runs', async () => {
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /^HTTP\/1.1 200/);
   assert.match(r.stdout, /hello from the editor$/m);
-  const miss = await run(capctl, ['run', zip, '--request', 'GET /other']);
-  assert.match(miss.stdout, /^HTTP\/1.1 404/);
+  // Anything else goes through the rule set "other" (the pasted copy), which answers too.
+  const other = await run(capctl, ['run', zip, '--request', 'GET /other']);
+  assert.match(other.stdout, /^HTTP\/1.1 200/);
   // Positions are saved with the nodes (DESIGN §3 "pos").
   const unz = await run('unzip', ['-p', zip, 'rulesets/main.json']);
   const main = JSON.parse(unz.stdout);

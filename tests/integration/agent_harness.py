@@ -152,7 +152,9 @@ def http_request(port, method, path, body=None, headers=None, host="127.0.0.1", 
 class Agent:
     """A cap-agent process with its own CAP_HOME and ports."""
 
-    def __init__(self, home=None, key="test-key-0123456789", env=None, args=None):
+    def __init__(self, home=None, key="test-key-0123456789", env=None, args=None, prefix=None):
+        """`prefix`: words run before the binary (["ip", "netns", "exec", NS])."""
+        self.prefix = prefix or []
         self.own_home = home is None
         self.home = home or tempfile.mkdtemp(prefix="cap-home-")
         self.key = key
@@ -182,7 +184,7 @@ class Agent:
             env["CAP_MGMT_KEY"] = self.key
         env.update(self.extra_env)
         self.lines = []
-        self.proc = subprocess.Popen([agent_binary()] + self.args, env=env,
+        self.proc = subprocess.Popen(self.prefix + [agent_binary()] + self.args, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._serving = threading.Event()
         self._reader = threading.Thread(target=self._read_output, args=(self.proc.stdout,),

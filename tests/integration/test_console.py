@@ -13,7 +13,7 @@ import time
 import unittest
 import zipfile
 
-from agent_harness import hello_config, make_zip, respond_config
+from agent_harness import configuration, hello_config, make_zip, respond_config, ruleset
 from console_harness import ADMIN_PASSWORD, Console, ConsoleTestCase
 
 
@@ -411,8 +411,9 @@ class VaultAndExtensions(ConsoleTestCase):
     def test_extension_store(self):
         c = self.console
         manifest = {"name": "demo", "version": "1.0.0", "cap": ">=0.1", "rules": [
-            {"name": "Threshold", "group": "Demo", "doc": "d", "params": [],
-             "chain_points": ["above"], "script": "rules/threshold.lua"}]}
+            {"name": "Threshold", "group": "Demo", "doc": "d",
+             "params": [{"name": "value", "type": "number", "required": True}],
+             "chain_points": ["above", "below"], "script": "rules/threshold.lua"}]}
         ext = make_zip({"extension.json": json.dumps(manifest).encode(),
                         "rules/threshold.lua": b"return function(ctx, p) return 'above' end\n"})
         r = c.request("POST", "/api/v1/extensions", ext, {"Content-Type": "application/zip"})
@@ -434,6 +435,30 @@ class VaultAndExtensions(ConsoleTestCase):
         r = c.request("POST", "/api/v1/deployments", {"configuration": "r/x", "agents": ["a1"]})
         self.assertEqual(r.status, 422)
         self.assertIn("geo 2.0.0", r.json()["details"][0])
+        # A configuration using the extension's rule is validated against its extension.json.
+        def uses_threshold(params):
+            return configuration("t", [ruleset("main", "t", {
+                "t": {"rule": "Threshold", "with": params,
+                      "then": {"above": ["hi"], "below": ["lo"]}},
+                "hi": {"rule": "HttpRespond", "with": {"status": 200, "body": "above"}},
+                "lo": {"rule": "HttpRespond", "with": {"status": 200, "body": "below"}},
+            })], extensions={"demo": "1.0.0"})
+        self.assertEqual(c.save("r", "t", uses_threshold({"value": 5})).status, 201)
+        r = c.save("r", "t", uses_threshold({"valu": 5}))
+        self.assertEqual(r.status, 422)
+        self.assertTrue(any("value" in d and "missing" in d for d in r.json()["details"]), r)
+        # Without the extension in the store the rule is unknown, as on an agent without it.
+        r = c.save("r", "t2", uses_threshold({"value": 5}) | {"cap.json": json.dumps(
+            {"format": 1, "name": "t", "ruleset": "main", "extensions": {"demo": "9.9.9"}}).encode()})
+        self.assertEqual(r.status, 422)
+        # The deploy ships the extension with the configuration (PUT /v1/extensions/demo).
+        d = c.ok("POST", "/api/v1/deployments", {"configuration": "r/t", "agents": ["a1"]})
+        if d["ok"]:
+            self.assertEqual(d["results"][0]["extensions_installed"], ["demo 1.0.0"])
+        else:
+            # An agent built without extension support says so, and nothing is activated.
+            self.assertIn("installing the extension demo 1.0.0", d["results"][0]["errors"][0])
+            self.assertEqual(a.web("GET", "/").status, 503)
 
 
 class WebUi(unittest.TestCase):

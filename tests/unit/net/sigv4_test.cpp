@@ -423,12 +423,80 @@ std::string find_python_with_botocore() {
   return "";
 }
 
-TEST(SigV4, MatchesBotocoreOnAwkwardS3Requests) {
-  const std::string python = find_python_with_botocore();
-  ASSERT_FALSE(python.empty())
-      << "no Python with botocore found (tried $CAP_PYTHON, /root/.pyenv/shims/python3, "
-         "python3); scripts/install-deps sets it up";
+struct OracleCase {
+  std::string service, method, url;  // url: path already encoded
+  Pairs params;
+  Pairs headers;
+  std::string body;
+};
+struct OracleAnswer {
+  std::chrono::system_clock::time_point when;
+  std::string authorization;
+};
 
+std::string hex_of(const std::string& s) {
+  static const char k[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    out.push_back(k[c >> 4]);
+    out.push_back(k[c & 15]);
+  }
+  return out;
+}
+
+/// Signs `cases` with botocore (tests/support/botocore_sign.py); one answer per case.
+std::vector<OracleAnswer> botocore_sign(const Credentials& creds, const std::string& region,
+                                        const std::vector<OracleCase>& cases) {
+  const std::string python = find_python_with_botocore();
+  EXPECT_FALSE(python.empty())
+      << "no Python with botocore found (tried $CAP_PYTHON, /root/.pyenv/shims/python3, "
+         "python3); it comes with the machine's pyenv Python (moto, boto3, botocore)";
+  if (python.empty()) return {};
+  boost::json::object doc;
+  doc["access_key"] = creds.access_key_id;
+  doc["secret_key"] = creds.secret_access_key;
+  doc["token"] = creds.session_token;
+  doc["region"] = region;
+  boost::json::array reqs;
+  for (const auto& c : cases) {
+    boost::json::object r;
+    r["service"] = c.service;
+    r["method"] = c.method;
+    r["url"] = c.url;
+    boost::json::array params, headers;
+    for (const auto& [k, v] : c.params) params.push_back(boost::json::array{k, v});
+    for (const auto& [k, v] : c.headers) headers.push_back(boost::json::array{k, v});
+    r["params"] = params;
+    r["headers"] = headers;
+    r["body_hex"] = hex_of(c.body);
+    reqs.push_back(r);
+  }
+  doc["requests"] = reqs;
+  auto dir = std::filesystem::temp_directory_path() /
+             ("sigv4-oracle-" + std::to_string(::getpid()) + "-" + std::to_string(rand()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "in.json") << boost::json::serialize(doc);
+  const std::string script = std::string(CAP_SOURCE_DIR) + "/tests/support/botocore_sign.py";
+  const std::string cmd = python + " " + script + " < " + (dir / "in.json").string() + " > " +
+                          (dir / "out.jsonl").string();
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::vector<OracleAnswer> out;
+  std::ifstream in(dir / "out.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto got = boost::json::parse(line).as_object();
+    std::tm tm{};
+    std::istringstream ds(std::string(got["amz_date"].as_string()));
+    ds >> std::get_time(&tm, "%Y%m%dT%H%M%SZ");
+    out.push_back({std::chrono::system_clock::from_time_t(timegm(&tm)),
+                   std::string(got["authorization"].as_string())});
+  }
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(out.size(), cases.size());
+  return out;
+}
+
+TEST(SigV4, MatchesBotocoreOnAwkwardS3Requests) {
   struct Case {
     std::string method, key;
     Pairs params;
@@ -462,58 +530,15 @@ TEST(SigV4, MatchesBotocoreOnAwkwardS3Requests) {
        "body"},
   };
   const Credentials creds{"AKIAEXAMPLEKEY", "secret/with+special=chars", "session/token+="};
-
-  boost::json::object doc;
-  doc["access_key"] = creds.access_key_id;
-  doc["secret_key"] = creds.secret_access_key;
-  doc["token"] = creds.session_token;
-  doc["region"] = "eu-central-1";
-  boost::json::array reqs;
-  auto hex = [](const std::string& s) {
-    static const char k[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : s) {
-      out.push_back(k[c >> 4]);
-      out.push_back(k[c & 15]);
-    }
-    return out;
-  };
-  for (const auto& c : cases) {
-    boost::json::object r;
-    r["method"] = c.method;
-    r["url"] = "http://127.0.0.1:9000/my-bucket/" + uri_encode(c.key, false);
-    boost::json::array params, headers;
-    for (const auto& [k, v] : c.params) params.push_back(boost::json::array{k, v});
-    for (const auto& [k, v] : c.headers) headers.push_back(boost::json::array{k, v});
-    r["params"] = params;
-    r["headers"] = headers;
-    r["body_hex"] = hex(c.body);
-    reqs.push_back(r);
-  }
-  doc["requests"] = reqs;
-
-  auto dir =
-      std::filesystem::temp_directory_path() / ("sigv4-oracle-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  { std::ofstream(dir / "in.json") << boost::json::serialize(doc); }
-  const std::string script = std::string(CAP_SOURCE_DIR) + "/tests/support/botocore_sign.py";
-  const std::string cmd = python + " " + script + " < " + (dir / "in.json").string() + " > " +
-                          (dir / "out.jsonl").string();
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  std::ifstream in(dir / "out.jsonl");
-  std::string line;
-  size_t i = 0;
-  while (std::getline(in, line)) {
-    ASSERT_LT(i, cases.size());
+  std::vector<OracleCase> oracle;
+  for (const auto& c : cases)
+    oracle.push_back({"s3", c.method, "http://127.0.0.1:9000/my-bucket/" + uri_encode(c.key, false),
+                      c.params, c.headers, c.body});
+  auto answers = botocore_sign(creds, "eu-central-1", oracle);
+  ASSERT_EQ(answers.size(), cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
     const auto& c = cases[i];
     SCOPED_TRACE(c.method + " " + c.key);
-    auto got = boost::json::parse(line).as_object();
-    std::string date(got["amz_date"].as_string());
-    std::tm tm{};
-    std::istringstream ds(date);
-    ds >> std::get_time(&tm, "%Y%m%dT%H%M%SZ");
-    auto when = std::chrono::system_clock::from_time_t(timegm(&tm));
-
     Request r;
     r.method = c.method;
     r.host = "127.0.0.1:9000";
@@ -521,12 +546,80 @@ TEST(SigV4, MatchesBotocoreOnAwkwardS3Requests) {
     r.query = c.params;
     r.headers = c.headers;
     r.body = c.body;
-    Signed s = sign_v4(r, creds, {"eu-central-1", "s3"}, when, Options::s3());
-    EXPECT_EQ(s.authorization, std::string(got["authorization"].as_string()));
-    ++i;
+    Signed s = sign_v4(r, creds, {"eu-central-1", "s3"}, answers[i].when, Options::s3());
+    EXPECT_EQ(s.authorization, answers[i].authorization);
   }
-  EXPECT_EQ(i, cases.size());
-  std::filesystem::remove_all(dir);
+}
+
+// sign_call on other services (the generic rules: normalised, double-encoded paths), as
+// Bedrock, ECS and ELBv2 calls will use it.
+TEST(SigV4, SignCallMatchesBotocoreForOtherServices) {
+  const Credentials creds{"AKIAEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "tok/en="};
+  struct Case {
+    std::string service, method, base, path;  // path encoded once, as sent
+    Pairs params;
+    Pairs headers;
+    std::string body;
+  };
+  const std::vector<Case> cases = {
+      {"bedrock",
+       "POST",
+       "https://bedrock-runtime.us-east-1.amazonaws.com",
+       "/model/" + uri_encode("anthropic.claude-3-haiku-20240307-v1:0") + "/invoke",
+       {},
+       {{"Content-Type", "application/json"}, {"Accept", "application/json"}},
+       R"({"anthropic_version":"bedrock-2023-05-31","max_tokens":10,"messages":[]})"},
+      {"ecs",
+       "POST",
+       "https://ecs.us-east-1.amazonaws.com",
+       "/",
+       {},
+       {{"Content-Type", "application/x-amz-json-1.1"},
+        {"X-Amz-Target", "AmazonEC2ContainerServiceV20141113.DescribeServices"}},
+       R"({"cluster":"cap","services":["cap-svc"]})"},
+      {"elasticloadbalancing",
+       "GET",
+       "https://elasticloadbalancing.us-east-1.amazonaws.com",
+       "/",
+       {{"Version", "2015-12-01"},
+        {"Action", "DescribeTargetHealth"},
+        {"TargetGroupArn", "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/cap tg/abc"}},
+       {},
+       ""},
+  };
+  std::vector<OracleCase> oracle;
+  for (const auto& c : cases)
+    oracle.push_back({c.service, c.method, c.base + c.path, c.params, c.headers, c.body});
+  auto answers = botocore_sign(creds, "us-east-1", oracle);
+  ASSERT_EQ(answers.size(), cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto& c = cases[i];
+    SCOPED_TRACE(c.service);
+    HttpCall call;
+    call.method = c.method;
+    call.url = c.base + c.path;
+    if (!c.params.empty()) {
+      std::string q;
+      for (const auto& [k, v] : c.params)
+        q += (q.empty() ? "?" : "&") + uri_encode(k) + "=" + uri_encode(v);
+      call.url += q;
+    }
+    call.headers = c.headers;
+    call.headers.emplace_back("User-Agent", "cap/test");  // not signed
+    call.body = c.body;
+    std::string error;
+    ASSERT_TRUE(sign_call(&call, creds, {"us-east-1", c.service}, answers[i].when, {}, &error))
+        << error;
+    std::string authorization;
+    for (const auto& [k, v] : call.headers)
+      if (k == "authorization") authorization = v;
+    EXPECT_EQ(authorization, answers[i].authorization);
+  }
+  HttpCall bad;
+  bad.url = "not a url";
+  std::string error;
+  EXPECT_FALSE(sign_call(&bad, creds, {"us-east-1", "ecs"}, answers[0].when, {}, &error));
+  EXPECT_NE(error.find("absolute http or https URL"), std::string::npos);
 }
 
 }  // namespace

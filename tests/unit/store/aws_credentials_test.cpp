@@ -187,6 +187,38 @@ TEST(AwsCredentials, ContainerEndpointTokenFileAndRefusals) {
   std::filesystem::remove_all(dir);
 }
 
+// The ECS agent's endpoint is at 169.254.170.2, which tests never call: a recording client
+// shows the URL and header the provider uses for AWS_CONTAINER_CREDENTIALS_RELATIVE_URI.
+class RecordingClient : public HttpClient {
+ public:
+  HttpReply call(const HttpCall& c) override {
+    calls.push_back(c);
+    HttpReply r;
+    r.status = 200;
+    r.body = R"({"AccessKeyId":"AKIAROLE","SecretAccessKey":"s","Token":"t",)"
+             R"("Expiration":"2030-01-01T00:00:00Z"})";
+    return r;
+  }
+  std::vector<HttpCall> calls;
+};
+
+TEST(AwsCredentials, RelativeUriGoesToTheEcsEndpoint) {
+  RecordingClient http;
+  AwsCredentialsProvider p(
+      http, env_of({{"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/0c1a2b3c"},
+                    {"AWS_CONTAINER_AUTHORIZATION_TOKEN", "tok"}}));
+  net::sigv4::Credentials c;
+  std::string error;
+  ASSERT_TRUE(p.get(&c, &error)) << error;
+  EXPECT_EQ(c.access_key_id, "AKIAROLE");
+  ASSERT_EQ(http.calls.size(), 1u);
+  EXPECT_EQ(http.calls[0].url, "http://169.254.170.2/v2/credentials/0c1a2b3c");
+  bool token = false;
+  for (const auto& [k, v] : http.calls[0].headers)
+    token = token || (k == "Authorization" && v == "tok");
+  EXPECT_TRUE(token);
+}
+
 TEST(AwsCredentials, Iso8601) {
   int64_t ms = 0;
   ASSERT_TRUE(parse_iso8601_ms("1970-01-01T00:00:01Z", &ms));

@@ -64,6 +64,8 @@ export interface EditorProps {
   serverProblems?: Record<string, Diagnostic[]>;
   /** Reports whether there are unsaved changes. */
   onDirty?: (dirty: boolean) => void;
+  /** Called with the whole configuration after every change (for validation by the console). */
+  onChange?: (config: ConfigurationDoc) => void;
   /** Extra toolbar content (deploy button, download). */
   toolbarExtra?: (current: () => ConfigurationDoc) => React.ReactNode;
   stats?: Record<string, Record<string, { count: number; avg_ms: number }>>;
@@ -137,15 +139,17 @@ function EditorInner(props: EditorProps) {
   const exits = useMemo(() => exitsByRuleSet(config), [config]);
   const file = `rulesets/${ruleSet}.json`;
   const local = useMemo(() => validateRuleSet(doc, catalogue, exits), [doc, catalogue, exits]);
-  // The console's problems stay on a node until the node is edited.
+  // The console's problems add what the editor cannot check itself (expression syntax, rule
+  // checks done when a rule compiles); where the editor found a problem on the same node and
+  // parameter, its own (current) message stands.
   const problems = useMemo(() => {
-    const fromServer = (props.serverProblems?.[file] ?? []).filter(
-      (d) => !local.some((l) => l.node === d.node && l.param === d.param && l.message === d.message),
-    );
+    const fromServer = (props.serverProblems?.[file] ?? []).filter((d) => !local.some((l) => l.node === d.node && l.param === d.param));
     return [...local, ...fromServer];
   }, [local, props.serverProblems, file]);
 
   useEffect(() => props.onDirty?.(dirty()));
+  const onChange = props.onChange;
+  useEffect(() => onChange?.(config), [config, onChange]);
 
   const [nodes, setNodes] = useState<RuleFlowNode[]>([]);
   // Fit the view once per opened rule set, when it has nodes; never while editing.

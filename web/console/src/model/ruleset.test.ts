@@ -212,6 +212,8 @@ describe('validation as you edit', () => {
         'rulesets/other.json: node x: rule: unknown rule',
         { file: 'rulesets/main.json', node: 'greet', param: 'value', message: 'bad' },
         'rulesets/main.json: start: missing: name the node the rule set starts at',
+        "rulesets/main.json: node greet: warning: unreachable: no chain point leads here from start 'isHello'",
+        'rulesets/main.json: node greet: x-note: warning: unknown field, ignored',
       ],
       'rulesets/main.json',
     );
@@ -219,6 +221,8 @@ describe('validation as you edit', () => {
       { severity: 'error', node: 'isHello', param: 'condition', message: 'expected an operand at offset 7' },
       { severity: 'error', node: 'greet', param: 'value', message: 'bad' },
       { severity: 'error', node: '', param: 'start', message: 'missing: name the node the rule set starts at' },
+      { severity: 'warning', node: 'greet', param: '', message: "unreachable: no chain point leads here from start 'isHello'" },
+      { severity: 'warning', node: 'greet', param: 'x-note', message: 'unknown field, ignored' },
     ]);
   });
 });

@@ -215,9 +215,24 @@ export function mapServerErrors(details: unknown[], file: string): Diagnostic[] 
       continue;
     }
     if (typeof d !== 'string') continue;
-    const m = /^([^:]+): (?:node ([^:]+): )?(?:([^:\s]+): )?(.*)$/.exec(d);
+    // FILE[: node ID][: PARAM]: [warning: ]MESSAGE (Diagnostic::format)
+    const m = /^([^:]+): (?:node ([^:]+): )?(.*)$/.exec(d);
     if (!m || m[1] !== file) continue;
-    out.push({ severity: /^warning/.test(m[4]) ? 'warning' : 'error', node: m[2] ?? '', param: m[3] ?? '', message: m[4] });
+    let rest = m[3];
+    let param = '';
+    let severity: Diagnostic['severity'] = 'error';
+    if (rest.startsWith('warning: ')) {
+      severity = 'warning';
+      rest = rest.slice(9);
+    } else {
+      const p = /^([^:\s]+): (warning: )?(.*)$/.exec(rest);
+      if (p) {
+        param = p[1];
+        if (p[2]) severity = 'warning';
+        rest = p[3];
+      }
+    }
+    out.push({ severity, node: m[2] ?? '', param, message: rest });
   }
   return out;
 }

@@ -1,10 +1,10 @@
 // Repositories: the tree of configurations with their rule sets and files; a
 // configuration's settings form, revision history with diff and restore; the rule-set
 // editor page with save and deploy.
-import { FormEvent, useEffect, useState } from 'react';
+import { FormEvent, useCallback, useEffect, useRef, useState } from 'react';
 import { loadCatalogue } from '../api/catalogue';
 import { ApiError, getJson, request, seg, sendJson } from '../api/client';
-import { configPath, loadConfiguration, RevisionMeta, saveConfiguration } from '../api/repositories';
+import { configPath, loadConfiguration, RevisionMeta, saveConfiguration, validateConfiguration } from '../api/repositories';
 import { Empty, ErrorBox, Loading, useData } from '../components/common';
 import { Editor } from '../editor/Editor';
 import { Catalogue } from '../model/catalogue';
@@ -423,6 +423,29 @@ export function RuleSetEditorPage({ repo, name, ruleSet }: { repo: string; name:
       window.removeEventListener('beforeunload', before);
     };
   }, [dirty, repo, name]);
+  // The console validates as you edit, with the engine itself (expression syntax included),
+  // half a second after the last change; only the newest answer counts.
+  const timer = useRef<ReturnType<typeof setTimeout>>(undefined);
+  const seq = useRef(0);
+  const validateLater = useCallback((c: ConfigurationDoc) => {
+    clearTimeout(timer.current);
+    timer.current = setTimeout(() => {
+      const n = ++seq.current;
+      validateConfiguration(c).then(
+        (v) => {
+          if (n !== seq.current) return;
+          const byFile: Record<string, Diagnostic[]> = {};
+          for (const rs of Object.keys(c.rulesets)) {
+            const f = `rulesets/${rs}.json`;
+            byFile[f] = mapServerErrors([...v.errors, ...v.warnings], f);
+          }
+          setServerProblems(byFile);
+        },
+        () => undefined, // the editor's own checks still run; saving reports what is wrong
+      );
+    }, 500);
+  }, []);
+  useEffect(() => () => clearTimeout(timer.current), []);
   const base = `/repositories/${encodeURIComponent(repo)}/configurations/${encodeURIComponent(name)}`;
   if (error) return <ErrorBox error={error} />;
   if (!loaded || !catalogue) return <Loading what="the rule set" />;
@@ -438,6 +461,7 @@ export function RuleSetEditorPage({ repo, name, ruleSet }: { repo: string; name:
         ruleSet={ruleSet}
         serverProblems={serverProblems}
         onDirty={setDirty}
+        onChange={validateLater}
         onOpenRuleSet={(rs) => navigate(`${base}/rulesets/${encodeURIComponent(rs)}`)}
         onSave={async (c) => {
           try {
