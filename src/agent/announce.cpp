@@ -33,6 +33,7 @@ void Announcer::run() {
   body.set("port", Value(int(a_.mgmt_port)));
   body.set("web_port", Value(int(a_.web_port)));
   body.set("version", Value(CAP_VERSION));
+  body.set("tls", Value(a_.mgmt_tls));
   if (!a_.advertise_host.empty()) body.set("host", Value(a_.advertise_host));
   HttpCall call;
   call.method = "POST";

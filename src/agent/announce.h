@@ -5,7 +5,7 @@
 //
 //   POST CAP_CONSOLE_URL/api/v1/agents/announce
 //   Authorization: CAP-Join <CAP_JOIN_TOKEN>
-//   {"id": NAME, "port": MGMT_PORT, "web_port": WEB_PORT, "version": V[, "host": H]}
+//   {"id": NAME, "port": MGMT_PORT, "web_port": WEB_PORT, "version": V, "tls": B[, "host": H]}
 //
 // "host" is sent only when CAP_ADVERTISE_HOST is set; otherwise the console uses the address
 // the announcement came from. The token is never logged.
@@ -24,6 +24,7 @@ namespace cap::agent {
 struct Announcement {
   std::string console_url, join_token, agent_name, advertise_host;
   uint16_t mgmt_port = 0, web_port = 0;
+  bool mgmt_tls = false;  // the management port speaks HTTPS
 };
 
 class Announcer {

@@ -173,7 +173,7 @@ int main(int argc, char** argv) {
     const char* host = std::getenv("CAP_ADVERTISE_HOST");
     announcer = std::make_unique<Announcer>(
         Announcement{settings.console_url, settings.join_token, settings.agent_name,
-                     host ? host : "", mgmt.port(), web.port()},
+                     host ? host : "", mgmt.port(), web.port(), !settings.mgmt_tls_cert.empty()},
         client);
     announcer->start();
   }

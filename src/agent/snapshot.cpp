@@ -52,6 +52,8 @@ class ExtensionsSwap {
 
   bool stage(const std::map<std::string, std::string>& files, std::string* error) {
     std::error_code ec;
+    // A swap torn by a crash between its two renames left only the old folder aside.
+    if (!fs::exists(dir_, ec) && fs::exists(previous_, ec)) fs::rename(previous_, dir_, ec);
     fs::remove_all(staged_, ec);
     if (!ensure_dir(staged_, error, 0700)) return false;
     for (const auto& [name, bytes] : files)

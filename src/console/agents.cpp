@@ -55,7 +55,7 @@ Response pass_through(const AgentDef& a, const HttpReply& reply) {
 
 std::optional<AgentDef> Console::load_agent(DbSession& s, const std::string& id) {
   auto row = s.one(
-      "SELECT id, host, port, web_port, key_sealed, type, grp, registered, created_at "
+      "SELECT id, host, port, web_port, key_sealed, type, grp, registered, created_at, tls "
       "FROM agents WHERE id = $1",
       {id});
   if (!row) return std::nullopt;
@@ -69,6 +69,7 @@ std::optional<AgentDef> Console::load_agent(DbSession& s, const std::string& id)
   a.group = row->text(6);
   a.registered = row->text(7);
   a.created_at = row->integer(8);
+  a.tls = row->integer(9) != 0;
   return a;
 }
 
@@ -93,7 +94,8 @@ HttpReply Console::agent_call(const AgentDef& a, const std::string& method, cons
   bool v6 = a.host.find(':') != std::string::npos;
   HttpCall call;
   call.method = method;
-  call.url = "http://" + (v6 ? "[" + a.host + "]" : a.host) + ":" + std::to_string(a.port) + path;
+  call.url = std::string(a.tls ? "https://" : "http://") + (v6 ? "[" + a.host + "]" : a.host) +
+             ":" + std::to_string(a.port) + path;
   call.body = body;
   call.timeout_ms = timeout_ms > 0 ? timeout_ms : settings_.agent_timeout_ms;
   call.headers.emplace_back(
@@ -101,7 +103,7 @@ HttpReply Console::agent_call(const AgentDef& a, const std::string& method, cons
                                          net::random_nonce()));
   if (!content_type.empty()) call.headers.emplace_back("Content-Type", content_type);
   call.headers.emplace_back("Accept", "application/json");
-  return client_.call(call);
+  return (a.tls ? agent_client_tls_ : client_).call(call);
 }
 
 AgentStatus Console::check_agent(const AgentDef& a) {
@@ -190,6 +192,7 @@ json::object Console::agent_json(const AgentDef& a, DbSession& s) {
                  {"key_set", !a.key.empty()},
                  {"created_at", iso_time(a.created_at)}};
   o["web_port"] = a.web_port ? json::value(*a.web_port) : json::value();
+  o["tls"] = a.tls;
   AgentStatus st = cached_status(a.id);
   json::object status{
       {"online", st.online},
@@ -251,7 +254,8 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
     if (r.method != "POST")
       throw ApiError{405, r.method + " is not allowed on " + r.path, {}, {{"Allow", "GET, POST"}}};
     require_types(c, {UserType::Admin, UserType::Super}, "defining agents");
-    json::object body = parse_object(r, {"id", "host", "port", "key", "type", "group", "web_port"});
+    json::object body =
+        parse_object(r, {"id", "host", "port", "key", "type", "group", "web_port", "tls"});
     AgentDef a;
     a.id = *get_string(body, "id", true);
     require_name("the agent id", a.id);
@@ -265,6 +269,7 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
     check_type(a.type);
     a.group = get_string(body, "group").value_or("");
     check_group(a.group);
+    a.tls = get_bool(body, "tls").value_or(false);
     a.registered = "manual";
     a.created_at = now_ms();
     {
@@ -276,10 +281,10 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
                        {"change it with PUT /api/v1/agents/" + a.id}};
       s.query(
           "INSERT INTO agents (id, host, port, web_port, key_sealed, type, grp, registered, "
-          "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+          "created_at, tls) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
           {a.id, a.host, int64_t(a.port),
            a.web_port ? DbParam(int64_t(*a.web_port)) : DbParam(nullptr), sealer_.seal(a.key),
-           a.type, a.group, a.registered, a.created_at});
+           a.type, a.group, a.registered, a.created_at, int64_t(a.tls)});
       audit(s, c, "agent.create", a.id,
             json::object{{"host", a.host}, {"port", a.port}, {"type", a.type}, {"group", a.group}});
       s.commit();
@@ -310,7 +315,7 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
     if (r.method == "PUT") {
       require_types(c, {UserType::Admin, UserType::Super}, "changing agent definitions");
       json::object body =
-          parse_object(r, {"id", "host", "port", "key", "type", "group", "web_port"});
+          parse_object(r, {"id", "host", "port", "key", "type", "group", "web_port", "tls"});
       if (auto other = get_string(body, "id"); other && *other != id)
         throw ApiError{400, "the id cannot be changed", {"define a new agent and delete this one"}};
       json::object changed;
@@ -324,14 +329,15 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
       if (auto v = get_string(body, "key")) check_key(a.key = *v), changed["key"] = "changed";
       if (auto v = get_string(body, "type")) check_type(a.type = *v), changed["type"] = *v;
       if (auto v = get_string(body, "group")) check_group(a.group = *v), changed["group"] = *v;
+      if (auto v = get_bool(body, "tls")) a.tls = *v, changed["tls"] = *v;
       {
         DbSession s(db_);
         s.begin();
         s.query(
             "UPDATE agents SET host = $1, port = $2, web_port = $3, key_sealed = $4, type = "
-            "$5, grp = $6 WHERE id = $7",
+            "$5, grp = $6, tls = $7 WHERE id = $8",
             {a.host, int64_t(a.port), a.web_port ? DbParam(int64_t(*a.web_port)) : DbParam(nullptr),
-             sealer_.seal(a.key), a.type, a.group, a.id});
+             sealer_.seal(a.key), a.type, a.group, int64_t(a.tls), a.id});
         audit(s, c, "agent.update", a.id, changed);
         s.commit();
       }
@@ -508,7 +514,7 @@ Response Console::announce(const Request& r) {
     spdlog::warn("announcement from {} refused: unknown join token", r.remote);
     throw ApiError{401, "the join token is not valid", {}, {{"WWW-Authenticate", "CAP-Join"}}};
   }
-  json::object body = parse_object(r, {"id", "host", "port", "web_port", "version"});
+  json::object body = parse_object(r, {"id", "host", "port", "web_port", "version", "tls"});
   AgentDef a;
   a.id = *get_string(body, "id", true);
   require_name("the agent id", a.id);
@@ -516,6 +522,7 @@ Response Console::announce(const Request& r) {
   check_host(a.host);
   a.port = int(*get_int(body, "port", 1, 65535, true));
   if (auto w = get_int(body, "web_port", 1, 65535)) a.web_port = int(*w);
+  a.tls = get_bool(body, "tls").value_or(false);
   a.group = jt->text(1);
   a.type = jt->text(2);
   a.key = sealer_.open(jt->text(3)).value_or("");
@@ -544,16 +551,16 @@ Response Console::announce(const Request& r) {
   if (exists) {
     s.query(
         "UPDATE agents SET host = $1, port = $2, web_port = $3, key_sealed = $4, type = $5, "
-        "grp = $6, registered = 'announced' WHERE id = $7",
+        "grp = $6, registered = 'announced', tls = $7 WHERE id = $8",
         {a.host, int64_t(a.port), a.web_port ? DbParam(int64_t(*a.web_port)) : DbParam(nullptr),
-         sealer_.seal(a.key), a.type, a.group, a.id});
+         sealer_.seal(a.key), a.type, a.group, int64_t(a.tls), a.id});
   } else {
     s.query(
         "INSERT INTO agents (id, host, port, web_port, key_sealed, type, grp, registered, "
-        "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "created_at, tls) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         {a.id, a.host, int64_t(a.port),
          a.web_port ? DbParam(int64_t(*a.web_port)) : DbParam(nullptr), sealer_.seal(a.key), a.type,
-         a.group, a.registered, a.created_at});
+         a.group, a.registered, a.created_at, int64_t(a.tls)});
   }
   audit(s, who, "agent.announce", a.id,
         json::object{{"host", a.host}, {"port", a.port}, {"group", a.group}, {"updated", exists}});

@@ -130,6 +130,14 @@ std::optional<int64_t> get_int(const json::object& o, std::string_view name, int
   return n;
 }
 
+std::optional<bool> get_bool(const json::object& o, std::string_view name) {
+  auto it = o.find(name);
+  if (it == o.end() || it->value().is_null()) return std::nullopt;
+  if (!it->value().is_bool())
+    throw ApiError{400, "\"" + std::string(name) + "\" must be true or false"};
+  return it->value().as_bool();
+}
+
 std::optional<std::vector<std::string>> get_strings(const json::object& o, std::string_view name,
                                                     bool required) {
   auto it = o.find(name);
@@ -234,6 +242,7 @@ bool settings_from_env(Settings* s, std::string* error) {
   s->ui_dir = env_str("CAP_CONSOLE_UI_DIR", "");
   s->tls_cert = env_str("CAP_CONSOLE_TLS_CERT", "");
   s->tls_key = env_str("CAP_CONSOLE_TLS_KEY", "");
+  s->agent_ca_file = env_str("CAP_CONSOLE_AGENT_CA_FILE", "");
   int64_t port = s->port, workers = s->workers, poll = s->poll_ms, upload = s->max_upload_bytes,
           attempts = s->login_attempts, agent_timeout = s->agent_timeout_ms;
   if (!env_int("CAP_CONSOLE_PORT", 0, 65535, &port, error) ||
@@ -263,11 +272,22 @@ bool settings_from_env(Settings* s, std::string* error) {
 // The console
 
 Console::Console(Settings settings, Db& db, Sealer& sealer)
-    : settings_(std::move(settings)), db_(db), sealer_(sealer), client_([] {
+    : settings_(std::move(settings)),
+      db_(db),
+      sealer_(sealer),
+      client_([] {
         net::ClientOptions o;
         o.threads = 1;
         o.connect_timeout = std::chrono::milliseconds(3000);
         o.max_response_bytes = 256u << 20;
+        return o;
+      }()),
+      agent_client_tls_([this] {
+        net::ClientOptions o;
+        o.threads = 1;
+        o.connect_timeout = std::chrono::milliseconds(3000);
+        o.max_response_bytes = 256u << 20;
+        o.ca_file = settings_.agent_ca_file;
         return o;
       }()) {
   register_base_rules(registry_);

@@ -47,6 +47,7 @@ struct Settings {
   int login_attempts = 5;  // failures in a row before a lockout
   int64_t login_lockout_s = 300;
   int agent_timeout_ms = 120000;  // one management call during a deploy
+  std::string agent_ca_file;      // extra trust anchors for agents' TLS management ports
 };
 
 /// Reads the settings from the environment (CAP_CONSOLE_*, CAP_ADMIN_PASSWORD). False with
@@ -94,6 +95,8 @@ std::optional<std::string> get_string(const json::object& o, std::string_view na
 /// An integer field in [min, max]: 400 otherwise.
 std::optional<int64_t> get_int(const json::object& o, std::string_view name, int64_t min,
                                int64_t max, bool required = false);
+/// A boolean field: 400 when present with another type.
+std::optional<bool> get_bool(const json::object& o, std::string_view name);
 /// A list of strings: 400 when it is anything else.
 std::optional<std::vector<std::string>> get_strings(const json::object& o, std::string_view name,
                                                     bool required = false);
@@ -139,6 +142,7 @@ struct AgentStatus {
 struct AgentDef {
   std::string id, host, key, type, group, registered;
   int port = 0;
+  bool tls = false;  // the management port speaks HTTPS (CAP_MGMT_TLS_CERT on the agent)
   std::optional<int> web_port;
   int64_t created_at = 0;
 };
@@ -232,6 +236,7 @@ class Console {
   Db& db_;
   Sealer& sealer_;
   net::HttpClientPool client_;
+  net::HttpClientPool agent_client_tls_;  // for agents whose management port is HTTPS
   RuleRegistry registry_;
 
   std::mutex status_mu_;

@@ -61,6 +61,11 @@ const std::vector<Migration>& migrations() {
            "grp TEXT NOT NULL, type TEXT NOT NULL, key_sealed TEXT NOT NULL, created_by TEXT "
            "NOT NULL, created_at BIGINT NOT NULL)",
        }},
+      {2,
+       "agents: the management port may use TLS",
+       {
+           "ALTER TABLE agents ADD COLUMN tls INTEGER NOT NULL DEFAULT 0",
+       }},
   };
   return kMigrations;
 }

@@ -210,6 +210,10 @@ struct Conn {
   std::string key;
   Clock::time_point idle_since;
 
+  // Beast reads as much as the buffer's free capacity: without room reserved, a large
+  // body arrives 512 bytes a system call.
+  Conn() { buf.reserve(16 * 1024); }
+
   tcp::socket& lowest() { return tls ? tls->next_layer() : *plain; }
   void close() {
     boost::system::error_code ec;
@@ -228,8 +232,13 @@ struct CallState;
 
 struct Shared {
   ClientOptions opt;
+  // Made on the first https call: loading the system trust store takes tens of
+  // milliseconds, which a process that only speaks plain http should not pay at start.
+  std::once_flag tls_once;
   std::unique_ptr<ssl::context> tls;
   std::string tls_error;
+  /// The TLS context, or null with tls_error set. Thread-safe.
+  ssl::context* tls_context();
 };
 
 struct ClientLoop {
@@ -362,11 +371,12 @@ struct CallState : std::enable_shared_from_this<CallState> {
     reused = false;
     connect_timed_out = false;
     conn.reset();
-    if (t.tls && !loop->sh.tls) return fail(t.where + ": " + loop->sh.tls_error);
+    ssl::context* tls_ctx = t.tls ? loop->sh.tls_context() : nullptr;
+    if (t.tls && !tls_ctx) return fail(t.where + ": " + loop->sh.tls_error);
     conn = std::make_unique<Conn>();
     conn->key = t.origin_key;
     if (t.tls) {
-      conn->tls = std::make_unique<ssl::stream<tcp::socket>>(loop->ioc, *loop->sh.tls);
+      conn->tls = std::make_unique<ssl::stream<tcp::socket>>(loop->ioc, *tls_ctx);
     } else {
       conn->plain = std::make_unique<tcp::socket>(loop->ioc);
     }
@@ -854,6 +864,31 @@ bool render_request(const HttpCall& call, const Target& t, std::string* out, std
 
 }  // namespace
 
+ssl::context* Shared::tls_context() {
+  std::call_once(tls_once, [this] {
+    try {
+      auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
+      ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+      boost::system::error_code ec;
+      if (opt.verify_tls) {
+        ctx->set_verify_mode(ssl::verify_peer);
+        ctx->set_default_verify_paths(ec);
+        if (!opt.ca_file.empty()) {
+          ctx->load_verify_file(opt.ca_file, ec);
+          if (ec) tls_error = "cannot load the CA file " + opt.ca_file + ": " + ec.message();
+        }
+      } else {
+        ctx->set_verify_mode(ssl::verify_none);
+      }
+      if (tls_error.empty()) tls = std::move(ctx);
+    } catch (const std::exception& e) {
+      tls_error = std::string("TLS is unavailable: ") + e.what();
+    }
+  });
+  return tls.get();
+}
+
 struct HttpClientPool::Impl {
   Shared sh;
   std::shared_ptr<PoolGate> gate = std::make_shared<PoolGate>();
@@ -866,25 +901,6 @@ HttpClientPool::HttpClientPool(ClientOptions options) : impl_(std::make_unique<I
   sh.opt = std::move(options);
   if (sh.opt.threads < 1) sh.opt.threads = 1;
   if (sh.opt.retries < 0) sh.opt.retries = 0;
-  try {
-    auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
-    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    boost::system::error_code ec;
-    if (sh.opt.verify_tls) {
-      ctx->set_verify_mode(ssl::verify_peer);
-      ctx->set_default_verify_paths(ec);
-      if (!sh.opt.ca_file.empty()) {
-        ctx->load_verify_file(sh.opt.ca_file, ec);
-        if (ec) sh.tls_error = "cannot load the CA file " + sh.opt.ca_file + ": " + ec.message();
-      }
-    } else {
-      ctx->set_verify_mode(ssl::verify_none);
-    }
-    if (sh.tls_error.empty()) sh.tls = std::move(ctx);
-  } catch (const std::exception& e) {
-    sh.tls_error = std::string("TLS is unavailable: ") + e.what();
-  }
   for (int i = 0; i < sh.opt.threads; ++i) {
     impl_->loops.push_back(std::make_unique<ClientLoop>(sh, impl_.get()));
     impl_->loops.back()->start();

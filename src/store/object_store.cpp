@@ -131,11 +131,9 @@ bool ObjectStore::s3(S3Client** client, std::string* error) {
   if (!s3_) {
     S3Options options;
     if (!S3Options::from_environment(env_, &options, error)) return false;
-    net::ClientOptions co;
-    co.ca_file = options.ca_file;
-    credentials_http_ = std::make_unique<net::HttpClientPool>(co);
-    credentials_ = std::make_unique<AwsCredentialsProvider>(*credentials_http_, env_);
-    s3_ = std::make_unique<S3Client>(options, *credentials_);
+    http_ = std::make_unique<net::HttpClientPool>(S3Client::http_options(options));
+    credentials_ = std::make_unique<AwsCredentialsProvider>(*http_, env_);
+    s3_ = std::make_unique<S3Client>(options, *credentials_, *http_);
   }
   *client = s3_.get();
   return true;

@@ -64,7 +64,7 @@ class ObjectStore {
   bool s3(S3Client** client, std::string* error);
 
   GetEnv env_;
-  std::unique_ptr<net::HttpClientPool> credentials_http_;
+  std::unique_ptr<net::HttpClientPool> http_;  // for the credential endpoint and S3
   std::unique_ptr<AwsCredentialsProvider> credentials_;
   std::unique_ptr<S3Client> s3_;
 };

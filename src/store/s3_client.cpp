@@ -162,14 +162,23 @@ struct S3Client::Result {
   bool ok() const { return kind == S3Failure::None; }
 };
 
-S3Client::S3Client(S3Options options, AwsCredentialsProvider& credentials)
-    : options_(std::move(options)), credentials_(credentials) {
+net::ClientOptions S3Client::http_options(const S3Options& options) {
   net::ClientOptions co;
   co.max_response_bytes = 640u << 20;
-  co.ca_file = options_.ca_file;
-  co.retries = 0;  // this client retries itself, with a fresh signature
-  http_ = std::make_unique<net::HttpClientPool>(co);
+  co.ca_file = options.ca_file;
+  co.retries = 0;  // the S3 client retries itself, with a fresh signature
+  return co;
 }
+
+S3Client::S3Client(S3Options options, AwsCredentialsProvider& credentials)
+    : options_(std::move(options)),
+      credentials_(credentials),
+      own_http_(std::make_unique<net::HttpClientPool>(http_options(options_))),
+      http_(own_http_.get()) {}
+
+S3Client::S3Client(S3Options options, AwsCredentialsProvider& credentials,
+                   net::HttpClientPool& http)
+    : options_(std::move(options)), credentials_(credentials), http_(&http) {}
 
 S3Client::~S3Client() = default;
 

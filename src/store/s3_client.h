@@ -54,8 +54,14 @@ using Progress = std::function<void(uint64_t done, uint64_t total)>;
 
 class S3Client {
  public:
-  /// `credentials` must outlive the client.
+  /// `credentials` must outlive the client. The client makes its own HTTP client pool
+  /// (from http_options(): no automatic retries, large replies, the CA bundle).
   S3Client(S3Options options, AwsCredentialsProvider& credentials);
+  /// Uses `http` (made with http_options(), outliving the client) instead: one pool can serve
+  /// the credential endpoint and S3, so a process sets up TLS once.
+  S3Client(S3Options options, AwsCredentialsProvider& credentials, net::HttpClientPool& http);
+  /// The HTTP client options an S3 client needs.
+  static net::ClientOptions http_options(const S3Options& options);
   ~S3Client();
 
   /// Reads an object. False with `error` (naming the cause: no such bucket or key, access
@@ -83,7 +89,8 @@ class S3Client {
 
   S3Options options_;
   AwsCredentialsProvider& credentials_;
-  std::unique_ptr<net::HttpClientPool> http_;
+  std::unique_ptr<net::HttpClientPool> own_http_;
+  net::HttpClientPool* http_;
 };
 
 /// The text of the first <tag>...</tag> in `xml`, entities decoded ("" when absent).

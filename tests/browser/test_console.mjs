@@ -135,6 +135,13 @@ test('the dashboard shows what the agent runs; its page shows logs, a trace and 
 
   await page.getByRole('tab', { name: 'Logs' }).click();
   await eventually(async () => assert.match(await page.getByTestId('log-text').innerText(), /\S/));
+
+  // The same figures on the editor's nodes.
+  await page.goto(`${consoleServer.url}/repositories/shop/configurations/web/rulesets/main`);
+  await page.getByLabel('Timings from agent').selectOption('web-1');
+  const stat = page.getByTestId('stat-httpRespond1');
+  await eventually(async () => assert.match(await stat.innerText({ timeout: 1000 }), /^\d+ runs · \d+\.\d\d ms$/));
+  assert.match(await stat.getAttribute('class'), /time-fast/);
 });
 
 test('an uploaded extension shows with progress, and its rules join the editor\'s catalogue', async () => {

@@ -111,6 +111,11 @@ test('keyboard: Enter on a catalogue rule adds it; Delete removes the selection;
   await selectNode(page, 'comment1');
   await page.getByLabel('Comment', { exact: true }).fill('explains the rule set');
   await eventually(async () => assert.match(await page.locator('.react-flow__node[data-id="comment1"]').innerText(), /explains the rule set/));
+  // Wiring without a mouse: the side panel lists each chain point's wires.
+  await page.getByLabel('wire next to a node').selectOption('httpRespond1');
+  await eventually(async () => assert.ok((await wires(page)).includes('comment1:next:0')));
+  await page.getByRole('button', { name: 'remove the wire from next to httpRespond1' }).click();
+  await eventually(async () => assert.ok(!(await wires(page)).includes('comment1:next:0')));
   await page.locator('.react-flow__node[data-id="comment1"] .rule-node-title').click();
   await eventually(async () => {
     await page.locator('.react-flow__node[data-id="comment1"]').focus({ timeout: 1000 }).catch(() => {});

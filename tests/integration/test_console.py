@@ -58,6 +58,30 @@ class FirstStart(unittest.TestCase):
         self.assertNotIn("has the password", c.output())
 
 
+class Migrations(unittest.TestCase):
+    def test_an_older_database_is_migrated_and_keeps_its_data(self):
+        c = Console().start()
+        self.addCleanup(c.cleanup)
+        a = c.ok("POST", "/api/v1/agents", {"id": "old", "host": "127.0.0.1", "port": 1,
+                                            "key": "k" * 20})
+        self.assertIs(a["tls"], False)
+        latest = c.ok("GET", "/api/v1/health")["schema_version"]
+        c.stop()
+        # Make it a version-1 database, as an older console left it.
+        db = sqlite3.connect(os.path.join(c.home, "console.db"))
+        db.execute("alter table agents drop column tls")
+        db.execute("delete from schema_migrations where version > 1")
+        db.commit()
+        db.close()
+        c.start()
+        self.assertEqual(c.ok("GET", "/api/v1/health")["schema_version"], latest)
+        got = c.ok("GET", "/api/v1/agents/old")
+        self.assertEqual((got["host"], got["tls"]), ("127.0.0.1", False))
+        rows = sqlite3.connect(os.path.join(c.home, "console.db")).execute(
+            "select version, description from schema_migrations order by version").fetchall()
+        self.assertEqual([r[0] for r in rows], list(range(1, latest + 1)))
+
+
 class Auth(ConsoleTestCase):
     console_env = {"CAP_CONSOLE_LOGIN_ATTEMPTS": "3", "CAP_CONSOLE_LOGIN_LOCKOUT": "60",
                    "CAP_CONSOLE_SESSION_TTL": "2"}
@@ -488,6 +512,61 @@ class WebUi(unittest.TestCase):
         r = c.request("GET", "/", token=False)
         self.assertEqual(r.status, 200)
         self.assertIn("web UI is not built", r.text())
+
+
+class Tls(unittest.TestCase):
+    def make_cert(self):
+        import shutil
+        import subprocess
+        import tempfile
+        if not shutil.which("openssl"):
+            self.skipTest("the openssl command is not installed")
+        tmp = tempfile.mkdtemp(prefix="cap-tls-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        return cert, key
+
+    def test_https_console_sets_secure_cookies_and_reaches_tls_agents(self):
+        import http.client
+        import ssl
+        from agent_harness import Agent
+        cert, key = self.make_cert()
+        c = Console(env={"CAP_CONSOLE_TLS_CERT": cert, "CAP_CONSOLE_TLS_KEY": key,
+                         "CAP_CONSOLE_AGENT_CA_FILE": cert}).start()
+        self.addCleanup(c.cleanup)
+        self.assertIn("listening on https://", c.output())
+        ctx = ssl.create_default_context(cafile=cert)
+        conn = http.client.HTTPSConnection("127.0.0.1", c.port, context=ctx, timeout=30)
+        self.addCleanup(conn.close)
+        conn.request("POST", "/api/v1/auth/login", body=json.dumps(
+            {"username": "admin", "password": ADMIN_PASSWORD}),
+            headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        body = json.loads(r.read())
+        self.assertEqual(r.status, 200)
+        cookie = r.getheader("Set-Cookie")
+        self.assertIn("Secure", cookie)
+        self.assertIn("HttpOnly", cookie)
+        # An agent whose management port is HTTPS, trusted through CAP_CONSOLE_AGENT_CA_FILE.
+        agent = Agent(env={"CAP_MGMT_TLS_CERT": cert, "CAP_MGMT_TLS_KEY": key}).start()
+        self.addCleanup(agent.cleanup)
+        headers = {"Cookie": cookie.split(";")[0], "X-CSRF-Token": body["csrf_token"],
+                   "Content-Type": "application/json"}
+        conn.request("POST", "/api/v1/agents", body=json.dumps(
+            {"id": "secure", "host": "127.0.0.1", "port": agent.mgmt_port, "key": agent.key,
+             "tls": True}), headers=headers)
+        r = conn.getresponse()
+        got = json.loads(r.read())
+        self.assertEqual(r.status, 201, got)
+        self.assertTrue(got["tls"])
+        self.assertTrue(got["status"]["online"], got)
+        # Over plain HTTP the same agent is not reachable.
+        conn.request("PUT", "/api/v1/agents/secure", body=json.dumps({"tls": False}), headers=headers)
+        r = conn.getresponse()
+        self.assertFalse(json.loads(r.read())["status"]["online"])
 
 
 if __name__ == "__main__":

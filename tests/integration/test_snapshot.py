@@ -239,6 +239,17 @@ class SnapshotTest(unittest.TestCase):
     def test_missing_object(self):
         msg = self.failed_start(self.s3.url("nothing/here.zip"))
         self.assertIn("missing object", msg)
+        self.assertIn("NoSuchKey", msg)
+        b = self.agent()
+        cid = b.deploy_ok(site_config("before", body="before"))
+        r = self.capctl("snapshot", "restore", "--from", self.s3.url("nothing/here.zip"),
+                        *self.agent_args(b))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no such object", r.stderr)
+        self.assertEqual(self.status(b)["configuration"]["id"], cid)
+        r = self.capctl("snapshot", "restore", "--from", "http://x/y.zip", *self.agent_args(b))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("is not a snapshot URL", r.stderr)
 
     def test_access_denied(self):
         a = self.source_agent()
@@ -251,10 +262,16 @@ class SnapshotTest(unittest.TestCase):
         msg = self.failed_start(url, env=self.s3.env((self.s3.key[0], "wrong-secret")))
         self.assertIn("access denied", msg)
         self.assertIn("SignatureDoesNotMatch", msg)
-        # capctl says the same.
+        # capctl says the same, reading and writing, and writes nothing.
         r = self.capctl("snapshot", "inspect", url, env=self.s3.env(self.s3.denied_key))
         self.assertEqual(r.returncode, 1)
         self.assertIn("access denied", r.stderr)
+        r = self.capctl("snapshot", "capture", *self.agent_args(a), "--to",
+                        self.s3.url("denied/other.zip"), env=self.s3.env(self.s3.denied_key))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("access denied", r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertEqual(self.s3.keys("denied"), ["denied/snap.zip"])
 
     def test_unreachable_endpoint(self):
         env = self.s3.env(AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{closed_port()}")

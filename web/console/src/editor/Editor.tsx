@@ -452,6 +452,10 @@ function EditorInner(props: EditorProps) {
             onDelete={() => apply(deleteNodes(doc, [selected]))}
             onOpenRuleSet={onOpenRuleSet}
             onAddCase={(cp) => apply(addChainPoint(doc, selected, cp))}
+            chainPoints={nodes.find((n) => n.id === selected)?.data.chainPoints ?? []}
+            nodeIds={Object.keys(doc.rules)}
+            onWire={(cp, target) => apply(connect(doc, selected, cp, target))}
+            onUnwire={(cp, index) => apply(disconnect(doc, selected, cp, index))}
           />
         ) : (
           <RuleSetPanel

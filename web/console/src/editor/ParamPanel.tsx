@@ -141,6 +141,53 @@ interface NodePanelProps {
   onDelete: () => void;
   onOpenRuleSet: (name: string) => void;
   onAddCase: (name: string) => void;
+  /** The node's chain points, the other nodes' ids, and wiring without a mouse. */
+  chainPoints: string[];
+  nodeIds: string[];
+  onWire: (cp: string, target: string) => void;
+  onUnwire: (cp: string, index: number) => void;
+}
+
+/** Each chain point with the nodes it runs, in order; add or remove wires from the keyboard. */
+function ChainPoints({ id, node, chainPoints, nodeIds, onWire, onUnwire }: Pick<NodePanelProps, 'id' | 'node' | 'chainPoints' | 'nodeIds' | 'onWire' | 'onUnwire'>) {
+  if (!chainPoints.length) return null;
+  return (
+    <div className="field">
+      <label>Chain points</label>
+      {chainPoints.map((cp) => {
+        const raw = node.then?.[cp];
+        const list = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
+        return (
+          <div key={cp} className="chain-point" data-testid={`chain-${cp}`}>
+            <code>{cp}</code> →{' '}
+            {list.length === 0 && <span className="muted">nothing</span>}
+            {list.map((t, i) => (
+              <span key={`${t}-${i}`} className="wire-chip">
+                {t}
+                <button className="link" aria-label={`remove the wire from ${cp} to ${t}`} onClick={() => onUnwire(cp, i)}>
+                  ✕
+                </button>
+              </span>
+            ))}
+            <select
+              aria-label={`wire ${cp} to a node`}
+              value=""
+              onChange={(e) => e.target.value && onWire(cp, e.target.value)}
+            >
+              <option value="">+ wire to…</option>
+              {nodeIds
+                .filter((n) => n !== id && !list.includes(n))
+                .map((n) => (
+                  <option key={n} value={n}>
+                    {n}
+                  </option>
+                ))}
+            </select>
+          </div>
+        );
+      })}
+    </div>
+  );
 }
 
 export function NodePanel(p: NodePanelProps) {
@@ -184,6 +231,7 @@ export function NodePanel(p: NodePanelProps) {
           onChange={(v) => p.onParam(s.name, v)}
         />
       ))}
+      <ChainPoints id={p.id} node={p.node} chainPoints={p.chainPoints} nodeIds={p.nodeIds} onWire={p.onWire} onUnwire={p.onUnwire} />
       {p.spec?.user_chain_points && (
         <div className="field">
           <label htmlFor="case-name">Add a case (a chain point)</label>

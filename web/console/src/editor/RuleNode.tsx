@@ -27,7 +27,7 @@ function RuleNodeView({ data, selected }: NodeProps<RuleFlowNode>) {
       {data.summary && <div className="rule-node-summary">{data.summary}</div>}
       {data.comment && <div className="rule-node-comment">{data.comment}</div>}
       {data.stat && (
-        <div className={`rule-node-stat ${timeClass(data.stat.avg_ms)}`}>
+        <div className={`rule-node-stat ${timeClass(data.stat.avg_ms)}`} data-testid={`stat-${data.id}`}>
           {data.stat.count} runs · {data.stat.avg_ms.toFixed(2)} ms
         </div>
       )}

@@ -13,6 +13,8 @@ import { Diagnostic, mapServerErrors } from '../model/validate';
 import { Link, navigate, setNavigationGuard } from '../router';
 import { downloadBytes, formatTime } from '../util';
 import { DeployDialog } from './DeployDialog';
+import { Agent, statsByNode } from './Agents';
+import { listFrom } from '../util';
 
 interface RepoSummary {
   name: string;
@@ -408,6 +410,17 @@ export function RuleSetEditorPage({ repo, name, ruleSet }: { repo: string; name:
   const [serverProblems, setServerProblems] = useState<Record<string, Diagnostic[]>>({});
   const [dirty, setDirty] = useState(false);
   const [deploy, setDeploy] = useState(false);
+  // Performance data of one agent drawn on the nodes (runs and average inline time).
+  const [agents, setAgents] = useState<Agent[]>([]);
+  const [timingsFrom, setTimingsFrom] = useState('');
+  const [stats, setStats] = useState<Record<string, Record<string, { count: number; avg_ms: number }>>>();
+  useEffect(() => {
+    getJson<unknown>('/agents').then((a) => setAgents(listFrom<Agent>(a, 'agents')), () => setAgents([]));
+  }, []);
+  useEffect(() => {
+    if (!timingsFrom) return setStats(undefined);
+    getJson<Parameters<typeof statsByNode>[0]>(`${seg('agents', timingsFrom)}/stats`).then((s) => setStats(statsByNode(s)), setError);
+  }, [timingsFrom]);
   useEffect(() => {
     loadConfiguration(repo, name).then(setLoaded, setError);
     loadCatalogue().then(setCatalogue, setError);
@@ -480,10 +493,21 @@ export function RuleSetEditorPage({ repo, name, ruleSet }: { repo: string; name:
             throw e instanceof ApiError ? new Error(e.lines.join(' — ')) : e;
           }
         }}
+        stats={stats}
         toolbarExtra={() => (
+          <>
+          <select aria-label="Timings from agent" value={timingsFrom} onChange={(e) => setTimingsFrom(e.target.value)} title="Show an agent's runs and inline time on the nodes">
+            <option value="">no timings</option>
+            {agents.map((a) => (
+              <option key={a.id} value={a.id}>
+                timings: {a.id}
+              </option>
+            ))}
+          </select>
           <button onClick={() => setDeploy(true)} disabled={dirty} title={dirty ? 'Save first: deploy sends a saved revision' : 'Deploy the saved revision'} data-testid="deploy-open">
             Deploy…
           </button>
+          </>
         )}
       />
       {deploy && <DeployDialog configuration={`${repo}/${name}`} revision={loaded.revision} onClose={() => setDeploy(false)} />}
