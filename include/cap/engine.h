@@ -123,6 +123,9 @@ struct LoadOptions {
   /// Reads the process environment for ${env:...}; null uses ::getenv.
   std::function<std::optional<std::string>(std::string_view)> getenv;
   Logger* logger = nullptr;
+  /// Checks one entry of cap.json "extensions" (name, required version): "" when an
+  /// installed extension satisfies it, else the error to report. Null: no check.
+  std::function<std::string(std::string_view name, std::string_view version)> check_extension;
 };
 
 struct LoadResult {

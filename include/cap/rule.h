@@ -62,6 +62,9 @@ struct RuleSpec {
   /// The rule reads the request body (HttpServerExecute forwards it); a configuration
   /// using such a rule never gets a streamed request body.
   bool reads_body = false;
+  /// For rules that come from an extension: its name and version ("" for native rules).
+  std::string extension{};
+  std::string extension_version{};
 };
 
 class ExecContext;

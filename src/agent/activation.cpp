@@ -37,6 +37,7 @@ Activator::Built Activator::build(std::string_view zip, const std::string& sha25
   }
   LoadOptions opts;
   opts.logger = services_.logger;
+  opts.check_extension = check_extension_;
   LoadResult loaded = load_configuration(pkg, registry_, opts);
   for (auto& d : loaded.diagnostics) {
     if (d.severity == Diagnostic::Severity::Error)
@@ -268,6 +269,33 @@ void Activator::remember_mode(const std::weak_ptr<Runtime>& weak, const std::str
   }
   state_ = std::move(next);
   agent_log().info("mode switched to {} by a rule (saved)", mode.empty() ? "default" : mode);
+}
+
+CommandResult Activator::reload_active() {
+  std::lock_guard lock(mu_);
+  auto current = slot_.latest();
+  if (current->blank() || state_.active.empty()) return CommandResult{};
+  const HistoryEntry* entry = state_.find(state_.active);
+  std::string zip, err;
+  if (!entry || !store_.read_configuration(entry->id, entry->sha256, &zip, &err))
+    return command_failure(500, "cannot read the active configuration", {err});
+  Built b = build(zip, entry->sha256);
+  if (!b.runtime) return b.problem;
+  std::string mode = current->runtime->mode();
+  if (!mode.empty()) b.runtime->set_mode(mode);
+  HistoryEntry published = *entry;
+  published.activated_at_ms = current->activated_at_ms;
+  slot_.publish(serving_for(b.runtime, published, current->stopped));
+  agent_log().info("reloaded configuration {} ({}) with the rules installed now", entry->id,
+                   entry->name);
+  CommandResult r;
+  r.id = entry->id;
+  return r;
+}
+
+std::shared_ptr<const Configuration> Activator::active_configuration() const {
+  auto s = slot_.latest();
+  return s->blank() ? nullptr : s->runtime->configuration_ptr();
 }
 
 Value Activator::history() const {

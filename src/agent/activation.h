@@ -60,6 +60,20 @@ class Activator {
   /// request path (the management command thread). Call before restore().
   void set_background(std::function<void(std::function<void()>)> post) { post_ = std::move(post); }
 
+  /// Checks cap.json "extensions" entries at every build (LoadOptions::check_extension).
+  /// Call before restore().
+  void set_extension_check(
+      std::function<std::string(std::string_view name, std::string_view version)> check) {
+    check_extension_ = std::move(check);
+  }
+  /// Rebuilds the active configuration from its kept zip with the rules registered now
+  /// (after an extension changed) and publishes it with the same id, mode and stopped flag.
+  /// 200 also when blank; 422 with every error when it no longer builds (the running one
+  /// stays).
+  CommandResult reload_active();
+  /// The active configuration (null when blank).
+  std::shared_ptr<const Configuration> active_configuration() const;
+
   /// The history, newest first: [{id, name, sha256, activated_at, active}].
   Value history() const;
   /// The active configuration's zip. False when blank or unreadable.
@@ -89,6 +103,7 @@ class Activator {
   AgentState state_;
   uint64_t last_serial_ = 0;  // Serving::runtime_serial of the last runtime built
   std::function<void(std::function<void()>)> post_;
+  std::function<std::string(std::string_view, std::string_view)> check_extension_;
 };
 
 }  // namespace cap::agent

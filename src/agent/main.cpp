@@ -14,6 +14,7 @@
 #include "agent/activation.h"
 #include "agent/announce.h"
 #include "agent/durable_file.h"
+#include "agent/extension_store.h"
 #include "agent/logging.h"
 #include "agent/management_api.h"
 #include "agent/metrics.h"
@@ -107,10 +108,17 @@ int main(int argc, char** argv) {
   WorkQueue wait_pool(settings.wait_threads, kMaxWaitingRequests);
   WorkQueue commands(1);  // declared after the activator: it finishes its tasks first
   activator.set_background([&commands](std::function<void()> task) { commands.post(std::move(task)); });
+  ExtensionStore extensions(settings.home, registry, activator);
+  activator.set_extension_check(
+      [&extensions](std::string_view name, std::string_view version) {
+        return extensions.check(name, version);
+      });
+  extensions.load_all();
   activator.restore();
 
   // S3_GOLD_MASTER: the snapshot replaces whatever CAP_HOME held, before anything listens.
   SnapshotService snapshots(settings, activator, vault);
+  snapshots.reload_extensions = [&extensions](std::string* why) { return extensions.reload(why); };
   if (!settings.gold_master.empty() &&
       !snapshots.restore_gold_master(settings.gold_master, &error)) {
     log.error("gold master {}: cannot restore, stopping: {}", settings.gold_master, error);
@@ -135,6 +143,7 @@ int main(int argc, char** argv) {
   cap::net::HttpServer web(web_options, [&](cap::net::Exchange& ex) { web_handler.handle(ex); });
 
   ManagementApi api(settings, activator, slot, vault, metrics, commands);
+  api.set_extensions(&extensions);
   api.set_snapshots(&snapshots);
   if (!api.configure(&error)) {
     log.error("CAP_MGMT_ALLOW is not valid: {}", error);

@@ -228,11 +228,8 @@ ManagementApi::Answer ManagementApi::run(const Command& c) {
     out.set("mode", Value(s->blank() ? std::string() : s->runtime->mode()));
     return json_answer(200, Value(std::move(out)));
   }
-  if (p == "/v1/extensions") return json_answer(200, Value(List()));
-  if (p.starts_with("/v1/extensions/"))
-    return error_answer(501,
-                        "extensions are not available in this build of cap-agent: installing "
-                        "and removing them comes with the extensions feature");
+  if (p == "/v1/extensions") return json_answer(200, extensions_ ? extensions_->list() : Value(List()));
+  if (p.starts_with("/v1/extensions/")) return extension_change(c, p.substr(15));
   if (p == "/v1/vault") return vault_put(c);
   if (p == "/v1/trace") return m == "POST" ? trace_post(c) : trace_get();
   if (p == "/v1/stats") return stats();
@@ -255,7 +252,7 @@ ManagementApi::Answer ManagementApi::status() const {
   m.set("mode", Value(s->blank() ? std::string() : s->runtime->mode()));
   m.set("stopped", Value(s->stopped));
   m.set("proxy", Value(s->proxy()));
-  m.set("extensions", Value(List()));
+  m.set("extensions", extensions_ ? extensions_->summary() : Value(List()));
   return json_answer(200, Value(std::move(m)));
 }
 
@@ -412,6 +409,14 @@ ManagementApi::Answer ManagementApi::log_file(const Command& c, std::string_view
   a.content_type = "text/plain; charset=utf-8";
   a.body = std::move(text);
   return a;
+}
+
+ManagementApi::Answer ManagementApi::extension_change(const Command& c, std::string_view name) {
+  if (!extensions_) return error_answer(501, "this cap-agent serves no extensions");
+  Value out;
+  CommandResult r = c.method == "PUT" ? extensions_->install(name, c.body, &out)
+                                      : extensions_->remove(name, &out);
+  return from_result(r, out);
 }
 
 ManagementApi::Answer ManagementApi::metrics() const {

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "agent/activation.h"
+#include "agent/extension_store.h"
 #include "agent/management_auth.h"
 #include "agent/metrics.h"
 #include "agent/serving.h"
@@ -31,6 +32,8 @@ class ManagementApi {
   bool configure(std::string* error);
   /// The server's handler.
   void handle(net::Exchange& ex);
+  /// Serves /v1/extensions from `store` (set before serving).
+  void set_extensions(ExtensionStore* store) { extensions_ = store; }
   /// GET and PUT /v1/snapshot go to `snapshots` (which must outlive the API); without one
   /// they answer 501.
   void set_snapshots(SnapshotService* snapshots) { snapshots_ = snapshots; }
@@ -61,6 +64,7 @@ class ManagementApi {
   Answer logs_list() const;
   Answer log_file(const Command& c, std::string_view name) const;
   Answer metrics() const;
+  Answer extension_change(const Command& c, std::string_view name);
   Answer snapshot(const Command& c);
 
   const Settings& settings_;
@@ -70,6 +74,7 @@ class ManagementApi {
   Metrics& metrics_;
   WorkQueue& commands_;
   ManagementAuth auth_;
+  ExtensionStore* extensions_ = nullptr;
   SnapshotService* snapshots_ = nullptr;
   std::chrono::steady_clock::time_point started_;
 };

@@ -159,8 +159,15 @@ int cmd_status(const AgentOptions& o, bool json) {
     std::cout << "configuration  none (blank agent)\n";
   }
   const Value* ext = m.find("extensions");
-  std::cout << "extensions     "
-            << (ext && ext->is_list() && !ext->as_list().empty() ? to_json(*ext) : "none") << "\n";
+  std::string names;
+  if (ext && ext->is_list())
+    for (const Value& e : ext->as_list()) {
+      const Value* n = e.is_map() ? e.as_map().find("name") : nullptr;
+      const Value* v = e.is_map() ? e.as_map().find("version") : nullptr;
+      names += (names.empty() ? "" : ", ") + (n ? n->to_text() : to_json(e)) +
+               (v ? " " + v->to_text() : std::string());
+    }
+  std::cout << "extensions     " << (names.empty() ? "none" : names) << "\n";
   return 0;
 }
 

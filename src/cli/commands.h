@@ -4,7 +4,27 @@
 #include <string>
 #include <vector>
 
+#include "cap/engine.h"
+
 namespace cap::cli {
+
+/// The rule catalogue of this run: the base rules plus the extensions loaded with
+/// --extension (ext_commands.cpp).
+RuleRegistry& catalogue();
+/// How the offline commands load configurations: cap.json "extensions" are checked against
+/// the extensions loaded.
+LoadOptions load_options();
+/// Loads extension packages (zips or folders) into catalogue(). Prints every error and
+/// returns 1 when one does not verify, else 0.
+int load_extensions(const std::vector<std::string>& paths);
+/// capctl ext pack DIR -o FILE.zip: verifies, writes the sha256 of every member into
+/// extension.json, writes the zip.
+int cmd_ext_pack(const std::string& dir, const std::string& out);
+/// capctl ext validate DIR|FILE.zip: every problem, one a line.
+int cmd_ext_validate(const std::string& path);
+/// capctl ext test DIR|FILE.zip [--data FILE.jsonl]: runs each line's rule on its
+/// parameters and variables and checks the chain point, variables or error.
+int cmd_ext_test(const std::string& path, const std::string& data);
 
 struct RunOptions {
   std::string request;

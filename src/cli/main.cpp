@@ -19,6 +19,12 @@ int main(int argc, char** argv) {
   cap::cli::RunOptions run;
   std::string dir, out, data;
   bool markdown = false;
+  std::vector<std::string> extension_files;
+  auto with_extensions = [&](CLI::App* cmd) {
+    cmd->add_option("--extension", extension_files,
+                    "an extension package (zip or folder) whose rules the configuration uses; "
+                    "repeat for several");
+  };
 
   auto* validate = app.add_subcommand("validate", "Report every error of a configuration");
   validate->add_option("DIR", dir, "configuration folder or zip")->required();
@@ -44,6 +50,20 @@ int main(int argc, char** argv) {
   bool rules_json = false;
   rules->add_flag("--json", rules_json, "as JSON (the console UI's catalogue)")
       ->excludes("--markdown");
+  for (auto* cmd : {validate, pack, runc, test, rules}) with_extensions(cmd);
+
+  std::string ext_path;
+  auto* ext = app.add_subcommand("ext", "Build, check and test extension packages");
+  ext->require_subcommand(1);
+  auto* ext_pack =
+      ext->add_subcommand("pack", "Write an extension zip with the sha256 of every member");
+  ext_pack->add_option("DIR", ext_path, "extension folder (with extension.json)")->required();
+  ext_pack->add_option("-o,--output", out, "the zip to write")->required();
+  auto* ext_validate = ext->add_subcommand("validate", "Report every problem of an extension");
+  ext_validate->add_option("PATH", ext_path, "extension folder or zip")->required();
+  auto* ext_test = ext->add_subcommand("test", "Run an extension's rule tests");
+  ext_test->add_option("PATH", ext_path, "extension folder or zip")->required();
+  ext_test->add_option("--data", data, "a JSON-lines file of cases (default PATH/tests.jsonl)");
 
   // Commands that talk to an agent.
   cap::cli::AgentOptions agent;
@@ -107,6 +127,10 @@ int main(int argc, char** argv) {
     app.exit(e);
     return 2;
   }
+  if (int status = cap::cli::load_extensions(extension_files)) return status;
+  if (*ext_pack) return cap::cli::cmd_ext_pack(ext_path, out);
+  if (*ext_validate) return cap::cli::cmd_ext_validate(ext_path);
+  if (*ext_test) return cap::cli::cmd_ext_test(ext_path, data);
   if (*validate) return cap::cli::cmd_validate(dir);
   if (*pack) return cap::cli::cmd_pack(dir, out);
   if (*runc) return cap::cli::cmd_run(dir, run);

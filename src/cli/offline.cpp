@@ -54,16 +54,6 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
-RuleRegistry& registry() {
-  static RuleRegistry reg;
-  static bool filled = [] {
-    register_base_rules(reg);
-    return true;
-  }();
-  (void)filled;
-  return reg;
-}
-
 /// Reads and loads; prints diagnostics to `diag`. Returns null on failure; `usage` is set
 /// when the path itself is unusable (exit 2).
 std::shared_ptr<const Configuration> load(const std::string& dir, std::ostream& diag,
@@ -81,7 +71,7 @@ std::shared_ptr<const Configuration> load(const std::string& dir, std::ostream& 
     std::cerr << "capctl: " << err << "\n";
     return nullptr;
   }
-  LoadResult r = load_configuration(pkg, registry());
+  LoadResult r = load_configuration(pkg, catalogue(), load_options());
   for (auto& d : r.diagnostics)
     if (d.severity == Diagnostic::Severity::Error || print_warnings) diag << d.format() << "\n";
   if (!r.ok()) {

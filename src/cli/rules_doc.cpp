@@ -50,9 +50,7 @@ std::string md_escape(std::string s) {
 }  // namespace
 
 int cmd_rules(bool markdown) {
-  RuleRegistry reg;
-  register_base_rules(reg);
-  auto all = reg.all();
+  auto all = catalogue().all();
   std::string out;
   if (markdown) {
     out += "# Rule reference\n\n";
@@ -78,6 +76,8 @@ int cmd_rules(bool markdown) {
       }
       const RuleSpec& r = t->spec;
       out += "### " + r.name + "\n\n" + r.doc + "\n\n";
+      if (!r.extension.empty())
+        out += "From extension `" + r.extension + "` " + r.extension_version + ".\n\n";
       out += "Chain points: " + chain_list(r) + ".\n\n";
       if (r.may_wait) out += "Waits on a service (network, database or model).\n\n";
       if (r.params.empty()) {
@@ -117,6 +117,8 @@ int cmd_rules(bool markdown) {
         out += "== " + group + "\n";
       }
       out += "\n" + r.name + "\n  " + r.doc + "\n  chain points: " + chain_list(r) + "\n";
+      if (!r.extension.empty())
+        out += "  from extension " + r.extension + " " + r.extension_version + "\n";
       for (auto& p : r.params)
         out += "  - " + param_line(p) + (p.doc.empty() ? "" : ": " + p.doc) + "\n";
     }
@@ -126,10 +128,8 @@ int cmd_rules(bool markdown) {
 }
 
 int cmd_rules_json() {
-  RuleRegistry reg;
-  register_base_rules(reg);
   boost::json::array rules;
-  for (auto& t : reg.all()) {
+  for (auto& t : catalogue().all()) {
     const RuleSpec& r = t->spec;
     boost::json::array params;
     for (auto& p : r.params) {
@@ -151,6 +151,10 @@ int cmd_rules_json() {
                      {"chain_points", std::move(chain_points)},
                      {"user_chain_points", r.user_chain_points},
                      {"may_wait", r.may_wait}});
+    if (!r.extension.empty()) {
+      rules.back().as_object()["extension"] = r.extension;
+      rules.back().as_object()["extension_version"] = r.extension_version;
+    }
   }
   std::string out = boost::json::serialize(boost::json::object{{"rules", std::move(rules)}});
   out += "\n";

@@ -5,7 +5,9 @@
 // Management keys are stored sealed with the installation key and never answered.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <ctime>
+#include <future>
 
 #include "console/console.h"
 #include "net/signing.h"
@@ -161,18 +163,28 @@ void Console::poll_loop() {
     } catch (const std::exception& e) {
       spdlog::warn("status poller: {}", e.what());
     }
-    for (auto& a : agents) {
+    // Up to kPollBatch agents at a time, so unreachable ones (each waiting out its connect
+    // timeout) do not hold up the others.
+    constexpr size_t kPollBatch = 16;
+    for (size_t first = 0; first < agents.size(); first += kPollBatch) {
       {
         std::lock_guard lock(poll_mu_);
         if (poll_stop_) return;
       }
-      AgentStatus before = cached_status(a.id);
-      AgentStatus now = check_agent(a);
-      if (before.known && before.online != now.online) {
-        if (now.online)
-          spdlog::info("agent {} is online", a.id);
-        else
-          spdlog::warn("agent {} is offline: {}", a.id, now.error);
+      std::vector<std::pair<AgentStatus, std::future<AgentStatus>>> checks;
+      for (size_t i = first; i < std::min(agents.size(), first + kPollBatch); ++i)
+        checks.emplace_back(
+            cached_status(agents[i].id),
+            std::async(std::launch::async, [this, &a = agents[i]] { return check_agent(a); }));
+      for (size_t i = 0; i < checks.size(); ++i) {
+        AgentStatus& before = checks[i].first;
+        AgentStatus now = checks[i].second.get();
+        if (before.known && before.online != now.online) {
+          if (now.online)
+            spdlog::info("agent {} is online", agents[first + i].id);
+          else
+            spdlog::warn("agent {} is offline: {}", agents[first + i].id, now.error);
+        }
       }
     }
     std::unique_lock lock(poll_mu_);
@@ -259,6 +271,7 @@ Response Console::agents(const Caller& c, const Request& r, const std::vector<st
     AgentDef a;
     a.id = *get_string(body, "id", true);
     require_name("the agent id", a.id);
+    if (a.id == "announce") throw ApiError{400, "\"announce\" is reserved: choose another id"};
     a.host = *get_string(body, "host", true);
     check_host(a.host);
     a.port = int(*get_int(body, "port", 1, 65535, true));
@@ -518,6 +531,7 @@ Response Console::announce(const Request& r) {
   AgentDef a;
   a.id = *get_string(body, "id", true);
   require_name("the agent id", a.id);
+  if (a.id == "announce") throw ApiError{400, "\"announce\" is reserved: choose another id"};
   a.host = get_string(body, "host").value_or(r.remote);
   check_host(a.host);
   a.port = int(*get_int(body, "port", 1, 65535, true));

@@ -233,7 +233,7 @@ class Loader {
 
   const Package& pkg_;
   const RuleRegistry& reg_;
-  [[maybe_unused]] const LoadOptions& opts_;  // clang: -Wunused-private-field
+  const LoadOptions& opts_;
   std::shared_ptr<Configuration> cfg_;
   CompileEnv env_;
   LoadResult out_;
@@ -436,7 +436,13 @@ void Loader::load_manifest() {
     else
       for (auto& [k, v] : ex->get_object()) {
         if (!v.is_string()) error("cap.json", "", "extensions." + std::string(k), "version must be a string");
-        else cfg_->extensions[std::string(k)] = std::string(v.get_string());
+        else {
+          cfg_->extensions[std::string(k)] = std::string(v.get_string());
+          if (opts_.check_extension) {
+            std::string problem = opts_.check_extension(k, v.get_string());
+            if (!problem.empty()) error("cap.json", "", "extensions." + std::string(k), problem);
+          }
+        }
       }
   }
 }
@@ -826,6 +832,12 @@ void Loader::compile_node(RuleSet& rs, Node& node, const json::object& def) {
     return;
   }
   const RuleSpec& spec = node.type->spec;
+  if (!spec.extension.empty() && !cfg_->extensions.count(spec.extension))
+    warning(file, node.id, "rule",
+            "rule " + spec.name + " comes from extension '" + spec.extension +
+                "': name it in cap.json \"extensions\" (\"" + spec.extension + "\": \"" +
+                spec.extension_version + "\") so that agents without it refuse this "
+                "configuration clearly");
   if (spec.may_wait) rs.may_wait = true;
   if (spec.reads_body) any_rule_reads_body_ = true;
   node.chain_names = spec.chain_points;

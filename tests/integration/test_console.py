@@ -253,6 +253,8 @@ class BadInput(ConsoleTestCase):
         self.assertEqual(r.status, 400)
         r = c.request("POST", "/api/v1/agents", {"id": "../a", "host": "h", "port": 1, "key": "k"})
         self.assertEqual(r.status, 400)
+        r = c.request("POST", "/api/v1/agents", {"id": "announce", "host": "h", "port": 1, "key": "k"})
+        self.assertEqual(r.status, 400)
         self.assertEqual(c.ok("GET", "/api/v1/agents")["agents"], [])
         r = c.request("GET", "/api/v1/nothing-here")
         self.assertEqual(r.status, 404)

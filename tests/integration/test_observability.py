@@ -103,13 +103,16 @@ class ObservabilityTest(AgentTestCase):
         self.assertEqual(uris["/hello"]["count"], 2)
         self.assertEqual(uris["/nope"]["count"], 1)
 
-    def test_extensions_are_not_in_this_build(self):
+    def test_extension_endpoints_on_a_fresh_agent(self):
+        # The whole life cycle is in test_extensions.py.
         r = self.agent.mgmt("GET", "/v1/extensions")
         self.assertEqual((r.status, r.json()), (200, []))
-        for method in ("PUT", "DELETE"):
-            r = self.agent.mgmt(method, "/v1/extensions/geo", b"zip" if method == "PUT" else b"")
-            self.assertEqual(r.status, 501, r)
-            self.assertIn("extensions", r.json()["error"])
+        r = self.agent.mgmt("PUT", "/v1/extensions/geo", b"zip")
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.json()["error"], "extension is not valid")
+        r = self.agent.mgmt("DELETE", "/v1/extensions/geo")
+        self.assertEqual(r.status, 404, r)
+        self.assertEqual(r.json()["error"], "extension 'geo' is not installed")
 
     def test_vault(self):
         files = configuration("vault", [ruleset("main", "r", {

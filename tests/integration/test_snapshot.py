@@ -35,6 +35,18 @@ def site_config(name="site", body="normal user=${vault:api.user}", extensions=No
     ], **manifest)
 
 
+def extension_zip(name, version="1.0.0", data=b""):
+    """A real extension package (it verifies and loads); `data` pads it as a data file."""
+    script = b"return function(ctx) end"
+    members = {"rules/rule.lua": script, "data/blob.bin": data}
+    manifest = {"name": name, "version": version,
+                "rules": [{"name": "Rule_" + name.replace("-", "_"), "doc": "Does nothing.",
+                           "script": "rules/rule.lua"}],
+                "sha256": {p: hashlib.sha256(d).hexdigest() for p, d in members.items()}}
+    members["extension.json"] = json.dumps(manifest).encode()
+    return make_zip(members)
+
+
 def read_zip(data):
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         return {n: z.read(n) for n in z.namelist()}
@@ -89,12 +101,10 @@ class SnapshotTest(unittest.TestCase):
     def source_agent(self, extensions=None, ext_files=None):
         """An agent with a configuration (in Maintenance mode), extension files and a vault."""
         a = self.agent()
-        a.deploy_ok(site_config(extensions=extensions))
-        ext_dir = os.path.join(a.home, "extensions")
-        os.makedirs(ext_dir, exist_ok=True)
         for name, data in (ext_files or {}).items():
-            with open(os.path.join(ext_dir, name), "wb") as f:
-                f.write(data)
+            r = a.mgmt("PUT", "/v1/extensions/" + name[:-len(".zip")], data)
+            self.assertEqual(r.status, 200, r)
+        a.deploy_ok(site_config(extensions=extensions))
         r = a.mgmt("PUT", "/v1/vault", {"api": {"user": "ann", "password": "s3cr3t pw"}})
         self.assertEqual(r.status, 200, r)
         self.assertEqual(a.mgmt("PUT", "/v1/mode", {"mode": "Maintenance"}).status, 200)
@@ -130,7 +140,8 @@ class SnapshotTest(unittest.TestCase):
     # -- the whole round trip
 
     def test_capture_to_s3_then_a_second_agent_starts_from_the_gold_master(self):
-        ext = {"geo.zip": secrets.token_bytes(50_000), "notes.zip": b"PK\x05\x06" + bytes(18)}
+        ext = {"geo.zip": extension_zip("geo", data=secrets.token_bytes(50_000)),
+               "notes.zip": extension_zip("notes")}
         a = self.source_agent(extensions={"geo": "1.0"}, ext_files=ext)
         r = self.capctl("snapshot", "capture", *self.agent_args(a), "--to",
                         self.s3.url("prod/"), "--latest")
@@ -195,7 +206,8 @@ class SnapshotTest(unittest.TestCase):
         self.assertIn("corrupt snapshot", r.stderr)
 
     def test_runtime_restore_with_capctl_and_file_urls(self):
-        a = self.source_agent(ext_files={"one.zip": b"one"})
+        one = extension_zip("one")
+        a = self.source_agent(ext_files={"one.zip": one})
         path = os.path.join(self.tmp, "snaps")
         os.makedirs(path)
         r = self.capctl("snapshot", "capture", *self.agent_args(a), "--to", f"file://{path}/")
@@ -204,14 +216,14 @@ class SnapshotTest(unittest.TestCase):
         self.assertTrue(url.startswith(f"file://{path}/test-agent-"), url)
 
         b = self.agent()
-        os.makedirs(os.path.join(b.home, "extensions"))
+        os.makedirs(os.path.join(b.home, "extensions"), exist_ok=True)
         with open(os.path.join(b.home, "extensions", "old.zip"), "wb") as f:
             f.write(b"old")
         r = self.capctl("snapshot", "restore", "--from", url, *self.agent_args(b))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.strip(), self.status(b)["configuration"]["id"])
         self.assertEqual(b.web("GET", "/").body, b"maintenance user=ann")
-        self.assertEqual(self.read_dir(os.path.join(b.home, "extensions")), {"one.zip": b"one"})
+        self.assertEqual(self.read_dir(os.path.join(b.home, "extensions")), {"one.zip": one})
 
         r = self.capctl("snapshot", "list", f"file://{path}/")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -222,7 +234,7 @@ class SnapshotTest(unittest.TestCase):
         self.assertEqual(c.web("GET", "/").body, b"maintenance user=ann")
 
     def test_multipart_upload_of_a_large_snapshot(self):
-        big = secrets.token_bytes(11 * 1024 * 1024)
+        big = extension_zip("big", data=secrets.token_bytes(11 * 1024 * 1024))
         a = self.source_agent(ext_files={"big.zip": big})
         env = self.s3.env(CAP_S3_MULTIPART_MB="5", CAP_S3_PART_SIZE_MB="5")
         r = self.capctl("snapshot", "capture", *self.agent_args(a), "--to",
@@ -340,7 +352,7 @@ class SnapshotTest(unittest.TestCase):
         b = self.agent()
         cid = b.deploy_ok(site_config("before", body="before"))
         ext_dir = os.path.join(b.home, "extensions")
-        os.makedirs(ext_dir)
+        os.makedirs(ext_dir, exist_ok=True)
         with open(os.path.join(ext_dir, "old.zip"), "wb") as f:
             f.write(b"old")
         self.assertEqual(b.mgmt("PUT", "/v1/vault", {"api": {"user": "bob"}}).status, 200)
@@ -355,10 +367,10 @@ class SnapshotTest(unittest.TestCase):
             "missing extension": write_snapshot(
                 self.good_members(site_config(extensions={"geo": "1"}))),
             "cannot be activated": write_snapshot(dict(
-                self.good_members(bad_config), **{"extensions/new.zip": b"new"})),
+                self.good_members(bad_config), **{"extensions/new.zip": extension_zip("new")})),
             "has no mode 'Gone'": write_snapshot(dict(
                 self.good_members(), **{"mode.json": b'{"mode":"Gone"}',
-                                        "extensions/new.zip": b"new"})),
+                                        "extensions/new.zip": extension_zip("new")})),
         }
         for cause, body in cases.items():
             with self.subTest(cause=cause):

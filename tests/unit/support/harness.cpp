@@ -26,14 +26,7 @@ Harness::Harness(std::map<std::string, std::string> files_in) {
   }
   LoadOptions opts;
   opts.logger = &logger;
-  loaded = load_configuration(pkg, *[] {
-    static RuleRegistry* reg = [] {
-      auto* r = new RuleRegistry();  // one catalogue for the whole test binary
-      register_base_rules(*r);
-      return r;
-    }();
-    return reg;
-  }(), opts);
+  loaded = load_configuration(pkg, registry(), opts);
   if (!loaded.ok()) return;
   fs::create_directories(fs::path(dir) / "shared");
   this->files = std::make_unique<LocalFiles>((fs::path(dir) / "shared").string());
@@ -43,6 +36,15 @@ Harness::Harness(std::map<std::string, std::string> files_in) {
   s.vault = &vault;
   s.files = this->files.get();
   runtime = std::make_unique<Runtime>(loaded.configuration, s);
+}
+
+RuleRegistry& Harness::registry() {
+  static RuleRegistry* reg = [] {
+    auto* r = new RuleRegistry();  // one catalogue for the whole test binary
+    register_base_rules(*r);
+    return r;
+  }();
+  return *reg;
 }
 
 Harness Harness::rules(const std::string& rules_json, const std::string& start,

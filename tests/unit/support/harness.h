@@ -21,6 +21,10 @@ class Harness {
   static Harness rules(const std::string& rules_json, const std::string& start,
                        std::map<std::string, std::string> extra_files = {});
 
+  /// The catalogue every Harness loads with: the base rules, plus what tests add (extension
+  /// rules).
+  static RuleRegistry& registry();
+
   bool ok() const { return loaded.ok(); }
   /// Every diagnostic, formatted, one a line.
   std::string errors() const;
