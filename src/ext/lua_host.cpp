@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <unordered_map>
@@ -431,6 +432,19 @@ int ctx_write(lua_State* L) {
   return 1;
 }
 
+/// Runs a ctx method so that a C++ exception (an EvalError from the host, bad_alloc) becomes
+/// a Lua error instead of unwinding through Lua's C frames.
+template <lua_CFunction F>
+int guarded(lua_State* L) {
+  char message[512];
+  try {
+    return F(L);
+  } catch (const std::exception& e) {
+    std::snprintf(message, sizeof message, "%s", e.what());
+  }
+  return luaL_error(L, "%s", message);
+}
+
 // ------------------------------------------------------------------ sandbox replacements
 
 /// load(text [, chunkname [, mode [, env]]]): text chunks only.
@@ -546,10 +560,11 @@ void State::open_sandbox() {
 
   // The ctx object: one userdata whose methods reach the running execution.
   luaL_newmetatable(L_, kCtxMeta);
-  static const luaL_Reg methods[] = {
-      {"get", ctx_get},     {"set", ctx_set},   {"delete", ctx_delete}, {"log", ctx_log},
-      {"vault", ctx_vault}, {"http", ctx_http}, {"sql", ctx_sql},       {"read", ctx_read},
-      {"write", ctx_write}, {nullptr, nullptr}};
+  static const luaL_Reg methods[] = {{"get", guarded<ctx_get>},       {"set", guarded<ctx_set>},
+                                     {"delete", guarded<ctx_delete>}, {"log", guarded<ctx_log>},
+                                     {"vault", guarded<ctx_vault>},   {"http", guarded<ctx_http>},
+                                     {"sql", guarded<ctx_sql>},       {"read", guarded<ctx_read>},
+                                     {"write", guarded<ctx_write>},   {nullptr, nullptr}};
   luaL_newlib(L_, methods);
   lua_setfield(L_, -2, "__index");
   lua_pushliteral(L_, "ctx");

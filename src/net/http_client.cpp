@@ -35,6 +35,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "net/loop_local.h"
+
 #ifndef CAP_VERSION
 #define CAP_VERSION "dev"
 #endif
@@ -241,13 +243,25 @@ struct Shared {
   ssl::context* tls_context();
 };
 
+// Where calls run: a loop of the pool's own (a thread of its own), or a loop "attached" to a
+// server event loop, for calls made on that loop's thread (proxying without a thread hop).
 struct ClientLoop {
-  explicit ClientLoop(Shared& s, const void* owner) : sh(s), owner(owner) {}
+  ClientLoop(Shared& s, const void* owner, std::shared_ptr<PoolGate> g,
+             asio::io_context* server_loop = nullptr)
+      : sh(s),
+        owner(owner),
+        owned(server_loop ? nullptr : std::make_unique<asio::io_context>(1)),
+        ioc(server_loop ? *server_loop : *owned),
+        gate(std::move(g)) {
+    if (owned) work.emplace(ioc.get_executor());
+  }
   Shared& sh;
   const void* owner;
-  asio::io_context ioc{1};
-  asio::executor_work_guard<asio::io_context::executor_type> work{ioc.get_executor()};
+  std::unique_ptr<asio::io_context> owned;  // null when attached
+  asio::io_context& ioc;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   asio::steady_timer sweep{ioc};
+  std::shared_ptr<PoolGate> gate;  // the pool's, or for an attached loop its own
   std::unordered_map<std::string, std::vector<std::unique_ptr<Conn>>> idle;
   std::unordered_set<std::shared_ptr<CallState>> active;
   std::unordered_set<std::shared_ptr<CallState>> reading;  // calls streaming their body
@@ -303,6 +317,7 @@ struct ClientLoop {
     }
     return nullptr;
   }
+  bool attached() const { return owned == nullptr; }
   void shutdown();
 };
 
@@ -784,6 +799,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
 };
 
 void ClientLoop::shutdown() {
+  if (stopping) return;
   stopping = true;
   sweep.cancel();
   idle.clear();
@@ -794,6 +810,11 @@ void ClientLoop::shutdown() {
   }
   auto streams = reading;
   for (const auto& c : streams) c->end_body("the HTTP client was shut down", false);
+  if (attached()) {  // the server's loop goes on to its end; readers must not post to it
+    std::lock_guard<std::mutex> lk(gate->mu);
+    gate->open = false;
+    return;
+  }
   work.reset();
   ioc.stop();
 }
@@ -894,6 +915,43 @@ struct HttpClientPool::Impl {
   std::shared_ptr<PoolGate> gate = std::make_shared<PoolGate>();
   std::vector<std::unique_ptr<ClientLoop>> loops;
   std::atomic<size_t> next{0};
+  const uint64_t id = next_pool_id.fetch_add(1, std::memory_order_relaxed);
+  std::mutex attached_mu;
+  std::vector<std::shared_ptr<ClientLoop>> attached;  // one per server loop that called
+  bool closing = false;                               // under attached_mu
+
+  static inline std::atomic<uint64_t> next_pool_id{1};
+  struct LocalLoop {
+    uint64_t pool_id;
+    ClientLoop* loop;
+  };
+  static inline thread_local std::vector<LocalLoop> t_local;
+
+  ClientLoop* own_loop() {
+    return loops[next.fetch_add(1, std::memory_order_relaxed) % loops.size()].get();
+  }
+
+  /// On a server loop thread: this pool's loop attached to it (made on first use). Else one
+  /// of the pool's own loops, in turn.
+  ClientLoop* pick_loop() {
+    asio::io_context* server_loop = current_loop();
+    if (!server_loop) return own_loop();
+    for (const LocalLoop& l : t_local)
+      if (l.pool_id == id) return l.loop;
+    auto loop = std::make_shared<ClientLoop>(sh, this, std::make_shared<PoolGate>(), server_loop);
+    {
+      std::lock_guard<std::mutex> lk(attached_mu);
+      if (closing) return own_loop();
+      attached.push_back(loop);
+    }
+    t_local.push_back({id, loop.get()});
+    // When the server loop closes: fail what runs there, close its connections.
+    at_loop_exit([loop, pool_id = id] {
+      std::erase_if(t_local, [&](const LocalLoop& l) { return l.pool_id == pool_id; });
+      loop->shutdown();
+    });
+    return loop.get();
+  }
 };
 
 HttpClientPool::HttpClientPool(ClientOptions options) : impl_(std::make_unique<Impl>()) {
@@ -902,7 +960,7 @@ HttpClientPool::HttpClientPool(ClientOptions options) : impl_(std::make_unique<I
   if (sh.opt.threads < 1) sh.opt.threads = 1;
   if (sh.opt.retries < 0) sh.opt.retries = 0;
   for (int i = 0; i < sh.opt.threads; ++i) {
-    impl_->loops.push_back(std::make_unique<ClientLoop>(sh, impl_.get()));
+    impl_->loops.push_back(std::make_unique<ClientLoop>(sh, impl_.get(), impl_->gate));
     impl_->loops.back()->start();
   }
 }
@@ -919,11 +977,31 @@ HttpClientPool::~HttpClientPool() {
   for (auto& l : impl_->loops)
     if (l->thread.joinable()) l->thread.join();
   impl_->loops.clear();
+  // Loops attached to server loops that still run (a server that outlives its client): shut
+  // them down there, and wait (a while) for it.
+  std::vector<std::shared_ptr<ClientLoop>> attached;
+  {
+    std::lock_guard<std::mutex> lk(impl_->attached_mu);
+    impl_->closing = true;
+    attached.swap(impl_->attached);
+  }
+  for (auto& loop : attached) {
+    auto done = std::make_shared<std::promise<void>>();
+    auto finished = done->get_future();
+    asio::post(loop->ioc, [loop, done] {
+      loop->shutdown();
+      done->set_value();
+    });
+    finished.wait_for(std::chrono::seconds(5));
+  }
 }
 
 void HttpClientPool::call_async(HttpCall call, std::function<void(HttpReply)> done) {
-  ClientLoop* loop =
-      impl_->loops[impl_->next.fetch_add(1, std::memory_order_relaxed) % impl_->loops.size()].get();
+  start_call(impl_->pick_loop(), std::move(call), std::move(done));
+}
+
+void HttpClientPool::start_call(void* where, HttpCall call, std::function<void(HttpReply)> done) {
+  auto* loop = static_cast<ClientLoop*>(where);
   Target t;
   std::string error, request;
   if (!parse_target(call.url, &t, &error) || !render_request(call, t, &request, &error)) {
@@ -946,8 +1024,7 @@ void HttpClientPool::call_async(HttpCall call, std::function<void(HttpReply)> do
 void HttpClientPool::call_streaming(
     HttpCall call, size_t buffer_up_to,
     std::function<void(HttpReply head, std::shared_ptr<BodyReader> body)> done) {
-  ClientLoop* loop =
-      impl_->loops[impl_->next.fetch_add(1, std::memory_order_relaxed) % impl_->loops.size()].get();
+  ClientLoop* loop = impl_->pick_loop();
   auto shared_done = std::make_shared<std::function<void(HttpReply, std::shared_ptr<BodyReader>)>>(
       std::move(done));
   Target t;
@@ -970,7 +1047,7 @@ void HttpClientPool::call_streaming(
   state->stream_done = [shared_done](HttpReply r, std::shared_ptr<BodyReader> b) {
     if (*shared_done) (*shared_done)(std::move(r), std::move(b));
   };
-  state->gate = impl_->gate;
+  state->gate = loop->gate;
   asio::post(loop->ioc, [state] {
     if (state->loop->stopping) return state->fail("the HTTP client was shut down");
     state->loop->active.insert(state);
@@ -988,7 +1065,8 @@ HttpReply HttpClientPool::call(const HttpCall& call) {
   }
   std::promise<HttpReply> promise;
   std::future<HttpReply> future = promise.get_future();
-  call_async(call, [&promise](HttpReply r) { promise.set_value(std::move(r)); });
+  // Always on a loop of the pool's own: a server loop's attached one would wait for itself.
+  start_call(impl_->own_loop(), call, [&promise](HttpReply r) { promise.set_value(std::move(r)); });
   return future.get();
 }
 

@@ -2,7 +2,9 @@
 // connect/read timeouts, retries of idempotent requests on a fresh connection, TLS with
 // certificate verification (OpenSSL, system trust store). Runs its own event loop thread(s)
 // so callers on any thread never block an event loop: call() waits (for worker threads and
-// capctl), call_async() returns at once and completes on the client's loop.
+// capctl), call_async() returns at once and completes on the client's loop. Calls made on
+// one of the HTTP server's loop threads (net/loop_local.h) run on that very loop, with a
+// connection pool of its own, so proxying needs no hand-off between threads.
 #pragma once
 
 #include <chrono>
@@ -82,6 +84,7 @@ class HttpClientPool : public HttpClient {
 
  private:
   struct Impl;
+  void start_call(void* loop, HttpCall call, std::function<void(HttpReply)> done);
   std::unique_ptr<Impl> impl_;
 };
 

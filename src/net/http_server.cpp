@@ -45,6 +45,8 @@
 #include <optional>
 #include <thread>
 
+#include "net/loop_local.h"
+
 namespace cap::net {
 namespace {
 
@@ -409,6 +411,7 @@ class Loop {
 
  private:
   void run() {
+    LoopScope scope(&ioc_);  // lets the HTTP client run calls made here on this loop
     for (;;) {
       try {
         ioc_.run();
@@ -1706,6 +1709,7 @@ void Loop::close_all() {
       c->finish();
       c = next;
     }
+    LoopScope::run_exit_hooks();  // e.g. the HTTP client's calls on this loop
   });
 }
 

@@ -114,6 +114,8 @@ test('the dashboard shows what the agent runs; its page shows logs, a trace and 
   await page.screenshot({ path: screenshotPath('dashboard.png') });
 
   await page.getByRole('link', { name: 'web-1' }).click();
+  await page.getByRole('tab', { name: 'Deployments' }).click();
+  await eventually(async () => assert.match(await page.getByTestId('deployments').innerText({ timeout: 1000 }), /shop\/web\s+2\s+admin/));
   await page.getByRole('tab', { name: 'Trace' }).click();
   await page.getByRole('button', { name: 'Arm the trace' }).click();
   await page.getByText('5 still to record').waitFor();
@@ -207,7 +209,10 @@ test('a deploy an agent refuses shows that agent\'s error; nothing changes on th
 
 test('vault values are write-only; users and roles; the audit log lists the changes', async () => {
   const secret = 'hunter2-very-secret';
-  await page.getByRole('link', { name: 'Vault' }).click();
+  // A second tab shares the session and gets its CSRF token from the console.
+  const first = page;
+  page = await browser.context.newPage();
+  await page.goto(`${consoleServer.url}/vault`);
   await page.getByText('The vault is empty').waitFor();
   const vault = page.getByRole('form', { name: 'Store a credential' });
   await vault.getByLabel('Name', { exact: true }).fill('shopdb');
@@ -230,4 +235,21 @@ test('vault values are write-only; users and roles; the audit log lists the chan
     for (const action of ['auth.login', 'agent.create', 'repository.create', 'configuration.save', 'vault.create', 'user.create'])
       assert.ok(text.includes(action), `${action} in the audit log`);
   });
+  await page.close();
+  page = first;
+});
+
+test('revision history: diff two revisions, restore the first', async () => {
+  await page.goto(`${consoleServer.url}/repositories/shop/configurations/web`);
+  await page.getByRole('tab', { name: 'History' }).click();
+  await page.getByRole('button', { name: 'Diff with 1' }).click();
+  await eventually(async () => {
+    const diff = await page.getByTestId('diff').innerText({ timeout: 1000 });
+    assert.match(diff, /rulesets\/main\.json\s+modified/);
+    assert.match(diff, /\+\s*"ifCondition1"/);
+  });
+  await page.getByRole('button', { name: 'Restore' }).click();
+  await eventually(async () => assert.match(await page.getByTestId('revisions').innerText({ timeout: 1000 }), /^3\s.*restore of revision 1/m));
+  await page.getByRole('tab', { name: 'Rule sets and files' }).click();
+  await eventually(async () => assert.match(await page.locator('.tree').innerText({ timeout: 1000 }), /main\s+entry\s+0 nodes/));
 });

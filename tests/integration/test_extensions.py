@@ -14,8 +14,8 @@ import tempfile
 import threading
 import unittest
 
-from agent_harness import (Agent, AgentTestCase, capctl_binary, configuration, make_zip,
-                           ruleset)
+from agent_harness import (Agent, AgentTestCase, Origin, capctl_binary, closed_port,
+                           configuration, make_zip, ruleset)
 
 SOURCE = os.environ.get("CAP_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 PII_MASK = os.path.join(SOURCE, "examples", "extensions", "pii-mask")
@@ -59,6 +59,74 @@ def plain_config():
     return configuration("plain", [ruleset("main", "respond", {
         "respond": {"rule": "HttpRespond", "with": {"body": "plain", "content_type": "text/plain"}},
     })])
+
+
+def http_ext(waits=True):
+    """An extension whose rule calls the URL in its parameter with ctx:http and sets TAG to
+    what came back."""
+    script = """
+return function(ctx, p)
+  local r = ctx:http{url = p.url, method = "POST", body = "from lua",
+                     headers = {["X-From"] = "extension"}, timeout_ms = 5000}
+  if r.status == 0 then
+    ctx:set(p.output, "failed: " .. tostring(r.error))
+    return "error"
+  end
+  ctx:set(p.output, r.status .. " " .. r.body)
+  return "ok"
+end"""
+    rule = {"name": "Fetch", "group": "Test", "doc": "Calls a URL.",
+            "params": [{"name": "url", "type": "string", "required": True},
+                       {"name": "output", "type": "variable", "default": "TAG"}],
+            "chain_points": ["ok", "error"], "script": "rules/fetch.lua"}
+    if waits:
+        rule["waits"] = True
+    return ext_zip({"name": "fetcher", "version": "1.0.0", "cap": ">=0.1", "rules": [rule]},
+                   {"rules/fetch.lua": script})
+
+
+def fetch_config(url):
+    respond = {"rule": "HttpRespond", "with": {"body": "${TAG}", "content_type": "text/plain"}}
+    return configuration("fetches", [ruleset("main", "fetch", {
+        "fetch": {"rule": "Fetch", "with": {"url": url},
+                  "then": {"ok": ["respondOk"], "error": ["respondError"]}},
+        "respondOk": respond,
+        "respondError": dict(respond, **{"with": dict(respond["with"], status=502)}),
+    })], extensions={"fetcher": "1.0.0"})
+
+
+class ExtensionHttpTest(AgentTestCase):
+
+    def test_ctx_http_calls_a_url_and_reports_failures(self):
+        origin = Origin()
+        self.addCleanup(origin.close)
+        r = self.agent.mgmt("PUT", "/v1/extensions/fetcher", http_ext(),
+                            {"Content-Type": "application/zip"})
+        self.assertEqual(r.status, 200, r)
+        self.agent.deploy_ok(fetch_config(origin.url + "/echo/from-lua"))
+        r = self.agent.web("GET", "/")
+        self.assertEqual(r.status, 200, r)
+        status, _, body = r.text().partition(" ")
+        self.assertEqual(status, "200")
+        echo = json.loads(body)
+        self.assertEqual((echo["method"], echo["path"]), ("POST", "/echo/from-lua"))
+        self.assertEqual(echo["headers"]["x-from"], "extension")
+        self.assertEqual(echo["body_sha256"], hashlib.sha256(b"from lua").hexdigest())
+        # A URL nothing answers: status 0 with the error, and the rule's error chain point.
+        self.agent.deploy_ok(fetch_config(f"http://127.0.0.1:{closed_port()}/x"))
+        r = self.agent.web("GET", "/")
+        self.assertEqual(r.status, 502, r)
+        self.assertTrue(r.text().startswith("failed: "), r.text())
+
+    def test_ctx_http_needs_waits_in_the_manifest(self):
+        r = self.agent.mgmt("PUT", "/v1/extensions/fetcher", http_ext(waits=False),
+                            {"Content-Type": "application/zip"})
+        self.assertEqual(r.status, 200, r)
+        self.agent.deploy_ok(fetch_config("http://127.0.0.1:1/x"))
+        r = self.agent.web("GET", "/")
+        self.assertEqual(r.status, 500, r)  # a script error outside a FailSafePoint
+        self.assertTrue(self.agent.wait_for_log(r'rules/fetch.lua:3: ctx:http waits, so the rule must declare '
+                                r'\\"waits\\": true in extension.json'), self.agent.log_text()[-2000:])
 
 
 class ExtensionLifecycleTest(AgentTestCase):

@@ -412,3 +412,25 @@ TEST(ExtRegistry, UnnamedExtensionRulesWarn) {
 
 }  // namespace
 }  // namespace cap::test
+
+namespace cap::test {
+namespace {
+
+TEST(ExtHost, StatesOfRemovedExtensionsAreClosed) {
+  ext::ExtensionSet& set = extensions();
+  size_t before = ext::thread_state_count();
+  {
+    install(set, one_rule_ext("gc-one", "1.0.0", "GcOneRule", "return function() end"));
+    auto h = run_rule("GcOneRule");
+    ASSERT_FALSE(h.request("GET /").outcome.failed);
+    EXPECT_EQ(ext::thread_state_count(), before + 1);
+    ASSERT_TRUE(set.remove("gc-one"));
+  }  // the last configuration using gc-one is gone: so is its Image
+  install(set, one_rule_ext("gc-two", "1.0.0", "GcTwoRule", "return function() end"));
+  auto h = run_rule("GcTwoRule");
+  ASSERT_FALSE(h.request("GET /").outcome.failed);
+  EXPECT_LE(ext::thread_state_count(), before + 1);  // gc-one's state was closed
+}
+
+}  // namespace
+}  // namespace cap::test

@@ -502,6 +502,80 @@ TEST_F(NetClient, CallAsyncCompletesOnTheClientLoop) {
   EXPECT_NE(nested.get_future().get().find("call_async"), std::string::npos);
 }
 
+// A proxy: a second server whose handler calls the first one through the pool, from its
+// own loop thread.
+struct LoopProxy {
+  HttpClientPool pool;
+  std::unique_ptr<HttpServer> server;
+  std::mutex mu;
+  std::vector<std::pair<std::thread::id, std::thread::id>> threads;  // handler, completion
+  std::string error;
+
+  explicit LoopProxy(const std::string& origin) {
+    ServerOptions o;
+    o.address = "127.0.0.1";
+    o.port = 0;
+    server = std::make_unique<HttpServer>(o, [this, origin](Exchange& ex) {
+      auto d = std::make_shared<Deferred>(ex.defer());
+      HttpCall c;
+      c.url = origin + std::string(ex.target());
+      c.method = std::string(ex.method());
+      c.body = std::string(ex.body());
+      c.timeout_ms = 0;
+      auto on = std::this_thread::get_id();
+      pool.call_async(c, [this, d, on](HttpReply r) {
+        {
+          std::lock_guard<std::mutex> lk(mu);
+          threads.emplace_back(on, std::this_thread::get_id());
+          error = r.error;
+        }
+        ResponseView v;
+        v.status = r.status ? r.status : 502;
+        v.body = r.status ? std::string_view(r.body) : std::string_view(r.error);
+        d->respond(v);
+      });
+    });
+    std::string e;
+    if (!server->start(&e)) throw std::runtime_error(e);
+  }
+};
+
+TEST_F(NetClient, CallsFromAServerLoopRunOnThatLoop) {
+  start();
+  LoopProxy proxy(base_);
+  HttpClientPool client;
+  HttpCall c;
+  for (int i = 0; i < 5; ++i) {
+    c.url = cat("http://127.0.0.1:", std::to_string(proxy.server->port()), "/n", std::to_string(i));
+    c.method = "POST";
+    c.body = "piece " + std::to_string(i);
+    HttpReply r = client.call(c);
+    ASSERT_EQ(r.status, 200) << r.error;
+    EXPECT_EQ(r.body, "piece " + std::to_string(i));
+  }
+  std::lock_guard<std::mutex> lk(proxy.mu);
+  ASSERT_EQ(proxy.threads.size(), 5u);
+  for (auto& [handler, completion] : proxy.threads) EXPECT_EQ(handler, completion);
+}
+
+TEST_F(NetClient, DrainingAServerFailsTheCallsOnItsLoopAndDoesNotWaitForThem) {
+  start();
+  LoopProxy proxy(base_);
+  HttpClientPool client;
+  HttpCall c;
+  c.url = cat("http://127.0.0.1:", std::to_string(proxy.server->port()), "/slow");
+  c.timeout_ms = 0;
+  std::promise<HttpReply> reply;
+  client.call_async(c, [&](HttpReply r) { reply.set_value(std::move(r)); });
+  for (int i = 0; i < 100 && proxy.server->in_flight() == 0; ++i) std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(proxy.server->in_flight(), 1u);
+  proxy.server->drain(0ms);  // closes now: the origin call on its loop is given up, not
+                             // waited for (the origin would answer "slow" after 800 ms)
+  std::lock_guard<std::mutex> lk(proxy.mu);
+  EXPECT_EQ(proxy.error, "the HTTP client was shut down");
+  EXPECT_EQ(reply.get_future().get().status, 0);  // the proxy's client saw the connection go
+}
+
 TEST_F(NetClient, DestroyingThePoolAnswersPendingCalls) {
   start();
   std::promise<HttpReply> p;

@@ -65,8 +65,12 @@ export function App() {
 
   useEffect(() => {
     setUnauthorizedHandler(() => setMe(null));
-    getJson<Me>('/auth/me')
-      .then(setMe)
+    // A new tab has the session cookie but not the CSRF token: /auth/me gives it again.
+    getJson<Me & { csrf_token?: string }>('/auth/me')
+      .then((m) => {
+        if (m.csrf_token) setCsrf(m.csrf_token);
+        setMe(m);
+      })
       .catch(() => setMe(null));
   }, []);
 

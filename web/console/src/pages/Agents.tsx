@@ -350,15 +350,18 @@ function Performance({ id }: { id: string }) {
 }
 
 function Deployments({ id }: { id: string }) {
-  const d = useData(() => getJson<unknown>(`/deployments?agent=${encodeURIComponent(id)}`), [id]);
-  const list = listFrom<Record<string, unknown>>(d.data, 'deployments');
+  // The console lists every deployment; this agent's are those with a result for it.
+  const d = useData(() => getJson<unknown>('/deployments?limit=1000'), [id]);
+  const list = listFrom<Record<string, unknown>>(d.data, 'deployments').filter((x) =>
+    listFrom<Record<string, unknown>>(x, 'results').some((r) => r.agent === id),
+  );
   return (
     <section>
       <h3>Deployment history</h3>
       <ErrorBox error={d.error} />
       {d.data !== undefined && list.length === 0 && <Empty>Nothing was deployed to this agent from the console yet.</Empty>}
       {list.length > 0 && (
-        <table className="grid">
+        <table className="grid" data-testid="deployments">
           <thead>
             <tr>
               <th>When</th>
@@ -374,10 +377,10 @@ function Deployments({ id }: { id: string }) {
               const mine = results.find((r) => r.agent === id) ?? x;
               return (
                 <tr key={i}>
-                  <td>{formatTime(x.created_at ?? x.at)}</td>
+                  <td>{formatTime(x.created_at)}</td>
                   <td>{String(x.configuration ?? '')}</td>
                   <td>{String(x.revision ?? '')}</td>
-                  <td>{String(x.user ?? x.username ?? '')}</td>
+                  <td>{String(x.requested_by ?? '')}</td>
                   <td className={mine.ok === false ? 'bad' : ''}>{mine.ok === false ? listFrom<string>(mine, 'errors').join('; ') || String(mine.error ?? 'failed') : String(mine.configuration_id ?? 'ok')}</td>
                 </tr>
               );

@@ -1,0 +1,2 @@
+-- The console keeps its data in its own database beside the agents' one.
+CREATE DATABASE cap_console OWNER cap;
