@@ -25,6 +25,22 @@ struct Request {
   bool body_streamed = false;
 };
 
+/// A response sent piece by piece while the rules still run (a model's answer as
+/// server-sent events). Hosts that can stream hand one to the rules (Response::streamer);
+/// one rule uses it per request: begin once, write, end once. Called from the thread
+/// running the rules; write waits while the client is slow.
+class StreamingResponse {
+ public:
+  virtual ~StreamingResponse() = default;
+  /// Sends the status and headers. False when the client is gone.
+  virtual bool begin(int status, std::string_view content_type,
+                     const std::vector<std::pair<std::string, std::string>>& headers) = 0;
+  /// Sends the next bytes once the client took the previous ones. False when it is gone.
+  virtual bool write(std::string_view bytes) = 0;
+  /// Ends the body; `complete` false cuts the connection (the client sees it truncated).
+  virtual void end(bool complete) = 0;
+};
+
 /// What the rules produced. `set` is false when no rule answered; the host then answers 404
 /// (endpoint mode) or passes the request to the origin (proxy mode).
 struct Response {
@@ -33,6 +49,10 @@ struct Response {
   std::string content_type;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  /// Set by a host that can stream the response (null elsewhere: rules then answer whole).
+  StreamingResponse* streamer = nullptr;
+  /// A rule sent the response through `streamer`: the host sends nothing more.
+  bool streamed = false;
 
   void reset() {
     set = false;
@@ -40,6 +60,8 @@ struct Response {
     content_type.clear();
     headers.clear();
     body.clear();
+    streamer = nullptr;
+    streamed = false;
   }
   /// Adds a header line (several of the same name are kept, as Set-Cookie needs).
   void add_header(std::string name, std::string value) {

@@ -77,6 +77,19 @@ class HttpClient {
  public:
   virtual ~HttpClient() = default;
   virtual HttpReply call(const HttpCall& call) = 0;
+  /// Receives an answer's body as it arrives: the status, then the next bytes. Returning
+  /// false stops reading (the connection is dropped).
+  using Pieces = std::function<bool(int status, std::string_view piece)>;
+  /// Like call, but hands the body to `piece` as it arrives (a model streaming its answer)
+  /// and returns the reply without it. A failure after the head leaves the status set and
+  /// `error` non-empty. HttpCall::timeout_ms bounds the wait for the head and then each
+  /// piece. This default waits for the whole body and hands it over in one piece.
+  virtual HttpReply call_pieces(const HttpCall& call, const Pieces& piece) {
+    HttpReply r = this->call(call);
+    if (r.status != 0 && !r.body.empty()) piece(r.status, r.body);
+    r.body.clear();
+    return r;
+  }
 };
 
 /// One statement for a SqlService. The views must stay valid for the call.

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <future>
 #include <optional>
 #include <string>
 #include <utility>
@@ -75,6 +76,37 @@ Workspace& workspace_for(const Serving& s) {
   }
   return slot.ws;
 }
+
+/// Streams a rule's response through a Deferred, waiting for the client to take each piece.
+class DeferredStreamer : public StreamingResponse {
+ public:
+  explicit DeferredStreamer(net::Deferred& deferred) : deferred_(deferred) {}
+  ~DeferredStreamer() override {
+    if (out_) out_->end(false);
+  }
+  bool begin(int status, std::string_view content_type,
+             const std::vector<std::pair<std::string, std::string>>& headers) override {
+    if (out_ || !deferred_) return false;
+    out_ =
+        deferred_.stream(net::ResponseView{status, content_type, headers, {}, false}, std::nullopt);
+    return out_ != nullptr;
+  }
+  bool write(std::string_view bytes) override {
+    if (!out_) return false;
+    std::promise<bool> taken;
+    std::future<bool> ok = taken.get_future();
+    out_->write(std::string(bytes), [&taken](bool b) { taken.set_value(b); });
+    return ok.get();
+  }
+  void end(bool complete) override {
+    if (out_) out_->end(complete);
+    out_.reset();
+  }
+
+ private:
+  net::Deferred& deferred_;
+  std::shared_ptr<net::ResponseStream> out_;
+};
 
 }  // namespace
 
@@ -169,6 +201,13 @@ void WebHandler::run_rules(Pending& p) {
 
 /// After the rules: the rules' response, the origin's, or 404; 500 on errors.
 void WebHandler::finish(Pending& p) {
+  if (p.res.streamed) {  // a rule already sent it
+    if (p.outcome.failed)
+      web_log().error("rule error on {} {} after the response was streamed: {}", p.req.method,
+                      p.req.target, p.outcome.error);
+    record(p, p.res.status);
+    return;
+  }
   if (p.outcome.failed) {
     web_log().error("rule error on {} {}: {}", p.req.method, p.req.target, p.outcome.error);
     send(p, net::ResponseView{500, kHtml, {}, page(500), false});
@@ -355,11 +394,15 @@ void WebHandler::handle(net::Exchange& ex) {
     return;
   }
   if (serving->may_wait) {
-    // The rules may wait on the network: run them on the wait pool, answer later.
+    // The rules may wait on the network: run them on the wait pool, answer later. There a
+    // rule may also stream the response (LlmChat with `stream`).
     auto p = local.detach(serving);
     p->ex = nullptr;
     bool queued = wait_pool_.post([this, p] {
+      DeferredStreamer streamer(p->deferred);
+      p->res.streamer = &streamer;
       run_rules(*p);
+      p->res.streamer = nullptr;
       finish(*p);
     });
     if (!queued) {

@@ -1070,4 +1070,49 @@ HttpReply HttpClientPool::call(const HttpCall& call) {
   return future.get();
 }
 
+HttpReply HttpClientPool::call_pieces(const HttpCall& call, const Pieces& piece) {
+  if (t_client_loop_owner == impl_.get()) {
+    HttpReply r;
+    r.error = "HttpClientPool::call_pieces() on the client's own loop thread would wait forever";
+    return r;
+  }
+  using Head = std::pair<HttpReply, std::shared_ptr<BodyReader>>;
+  std::promise<Head> head_promise;
+  std::future<Head> head_future = head_promise.get_future();
+  call_streaming(call, 0, [&head_promise](HttpReply r, std::shared_ptr<BodyReader> body) {
+    head_promise.set_value({std::move(r), std::move(body)});
+  });
+  auto [reply, body] = head_future.get();
+  if (reply.status == 0) return reply;
+  if (!body) {  // it came whole
+    if (!reply.body.empty()) piece(reply.status, reply.body);
+    reply.body.clear();
+    return reply;
+  }
+  if (!reply.body.empty() && !piece(reply.status, reply.body)) {
+    reply.body.clear();
+    return reply;
+  }
+  reply.body.clear();
+  struct Got {
+    std::string piece, error;
+    bool end = false;
+  };
+  for (;;) {
+    std::promise<Got> promise;
+    std::future<Got> future = promise.get_future();
+    body->read([&promise](std::string bytes, bool end, std::string error) {
+      promise.set_value({std::move(bytes), std::move(error), end});
+    });
+    Got got = future.get();
+    if (!got.error.empty()) {
+      reply.error = std::move(got.error);
+      reply.timed_out = reply.error.find("timed out") != std::string::npos;
+      return reply;
+    }
+    if (!got.piece.empty() && !piece(reply.status, got.piece)) return reply;
+    if (got.end) return reply;
+  }
+}
+
 }  // namespace cap::net

@@ -70,6 +70,9 @@ class HttpClientPool : public HttpClient {
   /// Non-blocking; `done` runs exactly once, on the client's loop thread (also with an error
   /// when the pool is destroyed first). Must not be called while the pool is destroyed.
   void call_async(HttpCall call, std::function<void(HttpReply)> done);
+  /// Blocking, like call(), with the body handed to `piece` as it arrives (HttpClient's
+  /// contract); reads with call_streaming. Never call it from an event loop.
+  HttpReply call_pieces(const HttpCall& call, const Pieces& piece) override;
   /// Like call_async, for replies that may be large (proxying). A reply whose body has a
   /// Content-Length of at most `buffer_up_to` bytes comes whole with a null BodyReader. A
   /// larger one, or one of unknown length (chunked, closed-delimited), comes with its status

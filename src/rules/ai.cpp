@@ -307,6 +307,9 @@ RuleSpec llm_chat_spec() {
                               "Ask for a JSON object and parse the answer into output."));
   s.params.push_back(optional("output", ParamType::Variable, Value("LLM_ANSWER"),
                               "The variable that gets the answer."));
+  s.params.push_back(optional("stream", ParamType::Boolean, Value(false),
+                              "Send the answer to the client as server-sent events while the "
+                              "model writes it (this rule then makes the response)."));
   s.params.push_back(optional("usage", ParamType::Variable, Value("LLM_USAGE"),
                               "The variable that gets the token counts."));
   s.chain_points = {"ok", "error", "timeout"};
@@ -317,7 +320,11 @@ RuleSpec llm_chat_spec() {
 class LlmChatRule : public Rule {
  public:
   LlmChatRule(CompileContext& cc, const Params& p)
-      : model_(p), json_(p["json"]), output_(p["output"]), usage_(p["usage"]) {
+      : model_(p),
+        json_(p["json"]),
+        stream_(p["stream"]),
+        output_(p["output"]),
+        usage_(p["usage"]) {
     error_ = cc.env().symbols.intern("LLM_ERROR");
   }
 
@@ -332,6 +339,7 @@ class LlmChatRule : public Rule {
     Message user;
     user.content = model_.prompt(ctx);
     r.messages.push_back(std::move(user));
+    if (stream_.boolean(ctx)) return streamed(ctx, r);
     ChatReply reply = call_model(ctx, r, stats_, 0);
     if (reply.status == ChatReply::Status::Timeout) return fail(ctx, kTimeout, reply.error);
     if (reply.status != ChatReply::Status::Ok) return fail(ctx, kError, reply.error);
@@ -354,6 +362,94 @@ class LlmChatRule : public Rule {
     return kOk;
   }
 
+  /// The answer as server-sent events: `data: {"delta": "..."}` while the model writes,
+  /// then `event: done` with the token counts, or `event: error` when it failed midway.
+  /// Nothing is sent when the model fails before its first words: the chain points then
+  /// answer as usual. A host without streaming (capctl) gets the same events as one body.
+  int streamed(ExecContext& ctx, ChatRequest& r) const {
+    Response& res = ctx.response();
+    StreamingResponse* out = res.streamer;
+    bool started = false, client_gone = false;
+    auto send = [&](const std::string& event) {
+      if (!started) {
+        started = true;
+        res.set = true;
+        res.status = 200;
+        res.content_type = "text/event-stream";
+        res.body.clear();
+        if (out) {
+          res.streamed = true;
+          client_gone = !out->begin(200, "text/event-stream", {{"Cache-Control", "no-cache"}});
+        }
+      }
+      if (client_gone) return false;
+      if (!out) {
+        res.body += event;
+        return true;
+      }
+      client_gone = !out->write(event);
+      return !client_gone;
+    };
+    if (ctx.tracing())
+      ctx.note("prompt to " + r.model + " (streamed), user: '" + clip(r.messages.back().content) +
+               "'");
+    ChatReply reply;
+    if (!ctx.services.http) {
+      reply.error = "this host has no HTTP client";
+    } else {
+      reply = llm::chat_stream(*ctx.services.http, r, [&](std::string_view text) {
+        Map m;
+        m.set("delta", Value(text));
+        return send("data: " + to_json(Value(std::move(m))) + "\n\n");
+      });
+    }
+    stats_.add(reply);
+    if (client_gone && reply.status != ChatReply::Status::Ok) {
+      reply.status = ChatReply::Status::Error;
+      reply.error = "the client went away while the answer was streamed";
+    }
+    if (ctx.tracing())
+      ctx.note(
+          reply.status == ChatReply::Status::Ok
+              ? "tokens " + std::to_string(reply.prompt_tokens) + " in, " +
+                    std::to_string(reply.completion_tokens) + " out, answer '" +
+                    clip(reply.content) + "'"
+              : std::string(reply.status == ChatReply::Status::Timeout ? "timeout: " : "error: ") +
+                    reply.error);
+    int chain = kOk;
+    Value answer(reply.content);
+    std::string why = reply.error;
+    if (reply.status == ChatReply::Status::Ok && r.json) {
+      std::string err;
+      answer = json_parse(unfence(reply.content), &err);
+      if (!err.empty()) {
+        reply.status = ChatReply::Status::Error;
+        why = "the model's answer is not valid JSON (" + err + ")";
+      }
+    }
+    if (reply.status != ChatReply::Status::Ok)
+      chain = reply.status == ChatReply::Status::Timeout ? kTimeout : kError;
+    if (started) {
+      Map end;
+      if (chain == kOk) {
+        end.set("prompt_tokens", Value(reply.prompt_tokens));
+        end.set("completion_tokens", Value(reply.completion_tokens));
+        end.set("finish_reason", Value(reply.finish_reason));
+        send("event: done\ndata: " + to_json(Value(std::move(end))) + "\n\n");
+      } else {
+        end.set("error", Value(why));
+        send("event: error\ndata: " + to_json(Value(std::move(end))) + "\n\n");
+      }
+      if (out) out->end(!client_gone);
+    }
+    if (chain != kOk) return fail(ctx, chain, why);
+    ctx.vars.set(usage_.slot(), usage_value(reply.prompt_tokens, reply.completion_tokens,
+                                            reply.finish_reason, r.model));
+    ctx.vars.set(output_.slot(), std::move(answer));
+    ctx.vars.erase(error_);
+    return kOk;
+  }
+
   void counters(std::vector<std::pair<std::string, uint64_t>>& out) const override {
     stats_.report(out);
   }
@@ -367,7 +463,7 @@ class LlmChatRule : public Rule {
 
   static constexpr int kOk = 0, kError = 1, kTimeout = 2;
   ModelSettings model_;
-  Param json_, output_, usage_;
+  Param json_, stream_, output_, usage_;
   uint32_t error_ = 0;
   mutable Usage stats_;
 };

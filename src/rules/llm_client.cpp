@@ -118,6 +118,12 @@ Value openai_body(const ChatRequest& r) {
     format.set("type", Value("json_object"));
     body.set("response_format", Value(std::move(format)));
   }
+  if (r.stream) {
+    body.set("stream", Value(true));
+    Map options;
+    options.set("include_usage", Value(true));
+    body.set("stream_options", Value(std::move(options)));
+  }
   if (!r.tools.empty()) {
     List tools;
     for (const ToolSpec& t : r.tools) {
@@ -433,54 +439,222 @@ ChatReply parse_answer(Provider provider, const std::string& body) {
   return provider == Provider::OpenAi ? parse_openai(v) : parse_bedrock(v);
 }
 
-ChatReply chat(HttpClient& http, const ChatRequest& r) {
-  const int64_t deadline = steady_ms() + std::max(1, r.timeout_ms);
-  HttpCall call = build_call(r);
+namespace {
+
+std::string timeout_message(const ChatRequest& r) {
+  return "no answer from the model within " + std::to_string(r.timeout_ms) + " ms";
+}
+
+/// The error for a call that got no answer (status 0) or an error status, and whether it
+/// may be tried again (failed connections, 429, 5xx).
+ChatReply failed_call(const HttpReply& reply, bool* retry) {
   ChatReply out;
-  for (int attempt = 0;; ++attempt) {
+  out.status = ChatReply::Status::Error;
+  if (reply.status == 0) {
+    out.error = reply.error.empty() ? "no answer from the model" : reply.error;
+    *retry = true;
+  } else {
+    out.error = "the model's endpoint answered " + std::to_string(reply.status) + ": " +
+                provider_error(reply.body);
+    *retry = reply.status == 429 || reply.status >= 500;
+  }
+  return out;
+}
+
+/// Runs `attempt` (given the call with the time left as its timeout) until it succeeds, may
+/// not be retried, or r.retries or the deadline run out; pauses 250 ms, 500 ms, 1 s...
+/// between attempts.
+ChatReply with_retries(const ChatRequest& r, int64_t deadline,
+                       const std::function<ChatReply(const HttpCall&, bool* retry)>& attempt) {
+  const HttpCall call = build_call(r);
+  for (int n = 0;; ++n) {
     int64_t left = deadline - steady_ms();
     if (left <= 0) {
+      ChatReply out;
       out.status = ChatReply::Status::Timeout;
-      out.error = "no answer from the model within " + std::to_string(r.timeout_ms) + " ms";
+      out.error = timeout_message(r);
       return out;
     }
     HttpCall one = call;
     one.timeout_ms = static_cast<int>(left);
-    if (r.provider == Provider::Bedrock) {
-      std::string error;
-      if (!sign_bedrock(r, one, &error)) {
-        out.status = ChatReply::Status::Error;
-        out.error = error;
-        return out;
-      }
-    }
-    HttpReply reply = http.call(one);
-    out.attempts = attempt + 1;
     bool retry = false;
-    if (reply.status == 0) {
-      if (reply.timed_out) {
-        out.status = ChatReply::Status::Timeout;
-        out.error = "no answer from the model within " + std::to_string(r.timeout_ms) + " ms";
-        return out;
-      }
-      out.status = ChatReply::Status::Error;
-      out.error = reply.error.empty() ? "no answer from the model" : reply.error;
-      retry = true;
-    } else if (reply.status != 200) {
-      out.status = ChatReply::Status::Error;
-      out.error = "the model's endpoint answered " + std::to_string(reply.status) + ": " +
-                  provider_error(reply.body);
-      retry = reply.status == 429 || reply.status >= 500;
-    } else {
-      ChatReply parsed = parse_answer(r.provider, reply.body);
-      parsed.attempts = out.attempts;
-      return parsed;
-    }
-    if (!retry || attempt >= r.retries) return out;
-    int64_t pause = std::min<int64_t>(250LL << attempt, 4000);
+    ChatReply out = attempt(one, &retry);
+    out.attempts = n + 1;
+    if (out.status != ChatReply::Status::Error || !retry || n >= r.retries) return out;
+    int64_t pause = std::min<int64_t>(250LL << n, 4000);
     if (steady_ms() + pause >= deadline) return out;
     std::this_thread::sleep_for(std::chrono::milliseconds(pause));
   }
+}
+
+/// Reads an OpenAI answer streamed as server-sent events ("data: {chunk}" events, then
+/// "data: [DONE]"), handing each piece of text to the delta callback.
+class EventReader {
+ public:
+  EventReader(ChatReply& out, const Delta& delta) : out_(out), delta_(delta) {}
+
+  /// Takes the next bytes of the body; false to stop reading (the caller stopped, or the
+  /// stream reported an error).
+  bool feed(std::string_view bytes) {
+    buffer_.append(bytes);
+    for (;;) {
+      size_t end = buffer_.find("\n\n");
+      size_t crlf = buffer_.find("\r\n\r\n");
+      size_t len = 2;
+      if (crlf != std::string::npos && (end == std::string::npos || crlf < end)) {
+        end = crlf;
+        len = 4;
+      }
+      if (end == std::string::npos) return true;
+      std::string event = buffer_.substr(0, end);
+      buffer_.erase(0, end + len);
+      if (!event_(event)) return false;
+    }
+  }
+  bool done() const { return done_; }
+  bool saw_events() const { return events_ > 0; }
+  /// The bytes not yet part of an event (a whole JSON answer from a server that ignored
+  /// "stream").
+  const std::string& rest() const { return buffer_; }
+
+ private:
+  bool event_(const std::string& event) {
+    std::string data;
+    size_t pos = 0;
+    while (pos <= event.size()) {
+      size_t nl = event.find('\n', pos);
+      std::string_view line(event.data() + pos,
+                            (nl == std::string::npos ? event.size() : nl) - pos);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.starts_with("data:")) {
+        line.remove_prefix(5);
+        if (line.starts_with(' ')) line.remove_prefix(1);
+        if (!data.empty()) data += '\n';
+        data.append(line);
+      }
+      if (nl == std::string::npos) break;
+      pos = nl + 1;
+    }
+    if (data.empty()) return true;  // a comment or keep-alive
+    ++events_;
+    if (data == "[DONE]") {
+      done_ = true;
+      return true;
+    }
+    std::string err;
+    Value chunk = json_parse(data, &err);
+    if (!err.empty()) {
+      out_.error = "the model's stream holds an event that is not JSON (" + err + ")";
+      return false;
+    }
+    if (const Value* e = member(chunk, "error")) {
+      std::string m = e->is_string() ? e->as_string() : text_member(*e, "message");
+      out_.error = "the model's stream reported an error: " + excerpt(m.empty() ? to_json(*e) : m);
+      return false;
+    }
+    if (const Value* usage = member(chunk, "usage"); usage && usage->is_map()) {
+      out_.prompt_tokens = count_member(*usage, "prompt_tokens");
+      out_.completion_tokens = count_member(*usage, "completion_tokens");
+    }
+    const Value* choices = member(chunk, "choices");
+    if (!choices || !choices->is_list() || choices->as_list().empty()) return true;
+    const Value& choice = choices->as_list()[0];
+    std::string finish = text_member(choice, "finish_reason");
+    if (!finish.empty()) out_.finish_reason = finish;
+    const Value* delta = member(choice, "delta");
+    std::string text = delta ? text_member(*delta, "content") : std::string();
+    if (text.empty()) return true;
+    out_.content += text;
+    ++deltas_;
+    return delta_(text);
+  }
+
+  ChatReply& out_;
+  const Delta& delta_;
+  std::string buffer_;
+  int events_ = 0, deltas_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace
+
+ChatReply chat_stream(HttpClient& http, const ChatRequest& request, const Delta& delta) {
+  if (request.provider != Provider::OpenAi) {
+    ChatReply whole = chat(http, request);
+    if (whole.status == ChatReply::Status::Ok && !whole.content.empty()) delta(whole.content);
+    return whole;
+  }
+  ChatRequest r = request;
+  r.stream = true;
+  const int64_t deadline = steady_ms() + std::max(1, r.timeout_ms);
+  return with_retries(r, deadline, [&](const HttpCall& one, bool* retry) {
+    ChatReply got;
+    EventReader events(got, delta);
+    std::string error_body;
+    bool stopped = false, late = false;
+    HttpReply reply = http.call_pieces(one, [&](int status, std::string_view piece) {
+      if (status != 200) {
+        if (error_body.size() < 65536) error_body.append(piece);
+        return true;
+      }
+      if (steady_ms() > deadline) {
+        late = true;
+        return false;
+      }
+      if (!events.feed(piece)) {
+        stopped = true;
+        return false;
+      }
+      return true;
+    });
+    bool started = !got.content.empty();
+    if (late || (reply.timed_out && (reply.status == 0 || started))) {
+      got.status = ChatReply::Status::Timeout;
+      got.error = timeout_message(r);
+      return got;
+    }
+    if (reply.status != 200) {
+      reply.body = std::move(error_body);
+      return failed_call(reply, retry);
+    }
+    if (stopped) {
+      if (got.error.empty()) got.error = "the answer was not read to its end";
+    } else if (!reply.error.empty()) {
+      got.error = "the model's stream broke off: " + reply.error;
+    } else if (!events.saw_events()) {
+      // The endpoint ignored "stream" and answered whole.
+      ChatReply whole = parse_answer(Provider::OpenAi, events.rest());
+      if (whole.status == ChatReply::Status::Ok && !whole.content.empty()) delta(whole.content);
+      return whole;
+    } else if (!events.done()) {
+      got.error = "the model's stream ended before [DONE]";
+    } else {
+      got.status = ChatReply::Status::Ok;
+      return got;
+    }
+    got.status = ChatReply::Status::Error;
+    return got;
+  });
+}
+
+ChatReply chat(HttpClient& http, const ChatRequest& r) {
+  const int64_t deadline = steady_ms() + std::max(1, r.timeout_ms);
+  return with_retries(r, deadline, [&](const HttpCall& call, bool* retry) {
+    HttpCall one = call;
+    if (r.provider == Provider::Bedrock) {
+      ChatReply out;
+      if (!sign_bedrock(r, one, &out.error)) return out;
+    }
+    HttpReply reply = http.call(one);
+    if (reply.timed_out && reply.status == 0) {
+      ChatReply out;
+      out.status = ChatReply::Status::Timeout;
+      out.error = timeout_message(r);
+      return out;
+    }
+    if (reply.status != 200) return failed_call(reply, retry);
+    return parse_answer(r.provider, reply.body);
+  });
 }
 
 }  // namespace cap::rules::llm

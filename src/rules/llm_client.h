@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,7 @@ struct ChatRequest {
   double temperature = -1;  // < 0: the provider's default
   int max_tokens = 0;       // 0: the provider's default
   bool json = false;        // ask for a JSON object answer
+  bool stream = false;      // OpenAI: ask for the answer as server-sent events (chat_stream)
   int timeout_ms = 60000;   // bounds the whole call, retries included
   int retries = 2;          // extra attempts after 429, 5xx or a failed connection
   Credentials credentials;
@@ -84,6 +86,13 @@ ChatReply parse_answer(Provider provider, const std::string& body);
 /// Sends `request` and waits for the answer, retrying 429, 5xx and failed connections with
 /// a growing pause while time remains (timeout_ms bounds everything).
 ChatReply chat(HttpClient& http, const ChatRequest& request);
+
+/// Receives the answer's text as the model produces it; returns false to stop.
+using Delta = std::function<bool(std::string_view text)>;
+/// Like chat, handing the answer's text to `delta` as it comes: OpenAI streams it
+/// (`"stream": true`, server-sent events, usage in the last event); Bedrock gives it whole,
+/// in one delta. Retries only until the first delta. The reply holds the whole text.
+ChatReply chat_stream(HttpClient& http, const ChatRequest& request, const Delta& delta);
 
 /// "openai" or "bedrock"; false for anything else.
 bool parse_provider(std::string_view name, Provider* out);

@@ -26,6 +26,7 @@ import time
 class LlmServer:
     def __init__(self):
         self.requests = []  # {"path", "headers" (lower-case names), "body" (bytes), "json"}
+        self.stream_broken = False  # the client went away while an answer streamed
         self._answers = []
         self._lock = threading.Lock()
         self._count = 0
@@ -70,9 +71,49 @@ class LlmServer:
                     self.wfile.flush()
                     self.close_connection = True
                     return
+                if parsed and parsed.get("stream") and kind == "answer" and not answer.get("whole"):
+                    return self._stream(answer)
                 bedrock = "/converse" in self.path
                 payload = owner._bedrock(answer) if bedrock else owner._openai(answer)
                 self._send(200, json.dumps(payload).encode())
+
+            def _chunk(self, data):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+
+            def _stream(self, a):
+                """The answer as OpenAI's server-sent events, in the pieces asked for."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                if a.get("break_after"):
+                    self.send_header("Connection", "close")  # not kept for the next request
+                self.end_headers()
+                pieces = a.get("pieces") or [a["content"]]
+                try:
+                    self._chunk(b": keep-alive\n\n")
+                    for i, piece in enumerate(pieces):
+                        if i == 1 and a.get("gate") is not None:
+                            a["gate"].wait(20)
+                        event = {"id": "chatcmpl-s", "object": "chat.completion.chunk",
+                                 "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                        self._chunk(b"data: " + json.dumps(event).encode() + b"\n\n")
+                        if a.get("break_after") == i + 1:
+                            self.close_connection = True
+                            self.wfile.write(b"0\r\n\r\n")
+                            return
+                    if a.get("stream_error"):
+                        self._chunk(b'data: {"error": {"message": "%s"}}\n\n' % a["stream_error"].encode())
+                    else:
+                        end = {"choices": [{"index": 0, "delta": {}, "finish_reason": a.get("finish_reason", "stop")}]}
+                        self._chunk(b"data: " + json.dumps(end).encode() + b"\n\n")
+                        p, c = a["usage"]
+                        usage = {"choices": [], "usage": {"prompt_tokens": p, "completion_tokens": c}}
+                        self._chunk(b"data: " + json.dumps(usage).encode() + b"\r\n\r\n")
+                        self._chunk(b"data: [DONE]\n\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    owner.stream_broken = True
 
             def _send(self, status, body):
                 try:
@@ -101,9 +142,15 @@ class LlmServer:
     # -- scripting
 
     def answer(self, content, prompt_tokens=11, completion_tokens=7, finish_reason="stop",
-               delay=0):
+               delay=0, pieces=None, gate=None, break_after=None, stream_error=None, whole=False):
+        """A text answer. To a request with "stream": true it is sent as server-sent events:
+        `pieces` (default: the whole content in one), waiting for `gate` (a threading.Event)
+        before the second piece; `break_after` ends the body after that many pieces without
+        [DONE]; `stream_error` sends an error event instead of the end; `whole` ignores
+        "stream" and answers one JSON document."""
         self._queue({"kind": "answer", "content": content, "usage": (prompt_tokens, completion_tokens),
-                     "finish_reason": finish_reason, "delay": delay})
+                     "finish_reason": finish_reason, "delay": delay, "pieces": pieces, "gate": gate,
+                     "break_after": break_after, "stream_error": stream_error, "whole": whole})
 
     def tool_call(self, *calls, prompt_tokens=20, completion_tokens=5, arguments_text=None):
         """calls: (name, arguments) pairs; the model asks for all of them at once.
