@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <memory>
 #include <optional>
@@ -187,6 +188,11 @@ class CompileContext {
   /// The configuration's files (content/ for rules that serve static content). Valid only
   /// during compilation: copy what the rule needs.
   virtual const Package& package() const = 0;
+  /// Whether the node's `then` sends chain point `name` to at least one node (rules whose
+  /// `error` is not wired fail the request instead, so a FailSafePoint above catches it).
+  virtual bool chain_wired(std::string_view name) const = 0;
+  /// The configuration's databases (cap.json `databases`): name to resolved address.
+  virtual const std::map<std::string, std::string>& databases() const = 0;
 };
 
 /// Returned by execute: a chain point index, or one of these.

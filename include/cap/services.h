@@ -79,27 +79,56 @@ class HttpClient {
   virtual HttpReply call(const HttpCall& call) = 0;
 };
 
+/// One statement for a SqlService. The views must stay valid for the call.
+struct SqlCall {
+  std::string_view database;   // the name in cap.json `databases` (errors and metrics use it)
+  std::string_view url;        // its resolved address: postgresql://, jdbc:postgresql://, sqlite://
+  std::string_view sql;        // with `?` placeholders
+  const List* args = nullptr;  // bound to the placeholders in order, never spliced into `sql`
+  size_t max_rows = 1000;      // rows past this are not returned; SqlResult::truncated says so
+  int timeout_ms = 10000;      // for the whole call, waiting for a connection included
+};
 struct SqlResult {
   bool ok = false;
-  std::string error;
-  List rows;             // each a Map of column name to value
-  int64_t affected = 0;  // for statements
+  std::string error;  // why it failed; never holds a password
+  bool timed_out = false;
+  List rows;               // each a Map of column name to value
+  bool truncated = false;  // more rows than max_rows came back
+  int64_t affected = 0;    // rows changed by INSERT, UPDATE, DELETE
 };
 class SqlService {
  public:
   virtual ~SqlService() = default;
-  /// Runs `sql` with `args` bound to its `?` placeholders on database `db` (a name from
-  /// cap.json `databases`).
-  virtual SqlResult run(std::string_view db, std::string_view sql, const List& args) = 0;
+  /// Runs one statement. Blocks the calling thread until it is done or timed out: callers
+  /// are rules with RuleSpec::may_wait, which hosts run off their event loops.
+  virtual SqlResult run(const SqlCall& call) = 0;
 };
 
-/// Files under the shared folder. Paths are relative; ".." and absolute paths are refused.
+/// One entry of a folder listing.
+struct FileEntry {
+  std::string name;
+  bool directory = false;
+  int64_t size = 0;
+  int64_t modified_ms = 0;
+};
+
+/// Files under the shared folder. Paths are relative to it; "..", absolute paths and
+/// symbolic links that lead outside it are refused (FileStatus::Refused).
+enum class FileStatus { Ok, NotFound, Refused, TooLarge, Failed };
 class Files {
  public:
   virtual ~Files() = default;
-  virtual bool read(std::string_view path, std::string* out, std::string* error) = 0;
-  virtual bool write(std::string_view path, std::string_view data, bool append,
-                     std::string* error) = 0;
+  /// Reads a whole file of at most `max_bytes`.
+  virtual FileStatus read(std::string_view path, size_t max_bytes, std::string* out,
+                          std::string* error) = 0;
+  /// Replaces a file atomically (a temporary file renamed over it), or, with `append`,
+  /// appends under an exclusive lock that holds across hosts sharing the folder over NFS.
+  /// Creates missing folders.
+  virtual FileStatus write(std::string_view path, std::string_view data, bool append,
+                           std::string* error) = 0;
+  /// The entries of a folder ("" for the shared folder itself), sorted by name.
+  virtual FileStatus list(std::string_view path, std::vector<FileEntry>* out,
+                          std::string* error) = 0;
 };
 
 /// What the engine is handed. Pointers may be null where a host has no such service;
@@ -138,10 +167,14 @@ class MemoryVault : public Vault {
 };
 class LocalFiles : public Files {
  public:
+  /// Files under `root` (created when missing).
   explicit LocalFiles(std::string root) : root_(std::move(root)) {}
-  bool read(std::string_view path, std::string* out, std::string* error) override;
-  bool write(std::string_view path, std::string_view data, bool append,
-             std::string* error) override;
+  FileStatus read(std::string_view path, size_t max_bytes, std::string* out,
+                  std::string* error) override;
+  FileStatus write(std::string_view path, std::string_view data, bool append,
+                   std::string* error) override;
+  FileStatus list(std::string_view path, std::vector<FileEntry>* out, std::string* error) override;
+  const std::string& root() const { return root_; }
 
  private:
   std::string root_;

@@ -18,7 +18,6 @@
 #include "agent/logging.h"
 #include "agent/management_api.h"
 #include "agent/metrics.h"
-#include "rules/network.h"
 #include "agent/serving.h"
 #include "agent/settings.h"
 #include "agent/snapshot.h"
@@ -28,6 +27,8 @@
 #include "agent/work_queue.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
+#include "rules/network.h"
+#include "store/sql.h"
 
 namespace {
 
@@ -46,6 +47,14 @@ sigset_t block_stop_signals() {
   return set;
 }
 
+/// The SQL service's options: credentials and pool size from the settings.
+cap::store::SqlHubOptions sql_hub_options(const cap::agent::Settings& s) {
+  cap::store::SqlHubOptions o;
+  o.credentials = {s.db_user, s.db_password};
+  o.pool.max_connections = s.db_pool_size;
+  return o;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -54,6 +63,9 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   if (!parse_settings(argc, argv, &settings, &exit_code)) return exit_code;
   sigset_t stop_signals = block_stop_signals();
+  // cap.json reads these as ${env:CAP_DB_URL} and the like: flags count as the variables.
+  if (!settings.db_url.empty()) ::setenv("CAP_DB_URL", settings.db_url.c_str(), 1);
+  ::setenv("CAP_SHARED_DIR", settings.shared_dir.c_str(), 1);
 
   std::string error;
   if (!setup_logging({settings.home + "/logs", settings.log_format == "json", settings.log_level},
@@ -72,8 +84,6 @@ int main(int argc, char** argv) {
         "(for example 32 random bytes as hex)");
   if (!settings.console_url.empty() && settings.join_token.empty())
     log.warn("CAP_CONSOLE_URL is set without CAP_JOIN_TOKEN: the agent does not announce itself");
-  if (!settings.db_url.empty())
-    log.info("CAP_DB_URL is set; the SQL rules come with the storage feature");
 
   StateStore store(settings.home);
   if (!store.open(&error)) {
@@ -96,6 +106,8 @@ int main(int argc, char** argv) {
   services.vault = &vault;
   services.http = &client;
   services.files = &files;
+  cap::store::SqlHub sql(sql_hub_options(settings));
+  services.sql = &sql;
 
   cap::RuleRegistry registry;
   cap::register_base_rules(registry);
@@ -105,6 +117,9 @@ int main(int argc, char** argv) {
   Activator activator(store, registry, services, slot);
 
   Metrics metrics;
+  metrics.add_section(
+      "databases", [&sql](std::string& out) { sql.append_prometheus(out); },
+      [&sql] { return sql.stats_value(); });
   WorkQueue wait_pool(settings.wait_threads, kMaxWaitingRequests);
   WorkQueue commands(1);  // declared after the activator: it finishes its tasks first
   activator.set_background([&commands](std::function<void()> task) { commands.post(std::move(task)); });

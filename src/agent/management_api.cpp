@@ -377,6 +377,8 @@ ManagementApi::Answer ManagementApi::stats() const {
   out.set("configuration", configuration_value(*s));
   out.set("requests", metrics_.summary());
   out.set("rules", s->blank() ? Value() : s->runtime->stats());
+  Value sections = metrics_.sections();
+  for (auto& [name, section] : sections.as_map()) out.set(name, section);
   return json_answer(200, Value(std::move(out)));
 }
 

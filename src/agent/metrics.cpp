@@ -213,7 +213,19 @@ std::string Metrics::prometheus(const Serving& serving) const {
     append_label_value(out, serving.sha256);
     out += "\"} 1\n";
   }
+  for (auto& section : sections_) section.prometheus(out);
   return out;
+}
+
+void Metrics::add_section(std::string name, std::function<void(std::string&)> prometheus,
+                          std::function<Value()> stats) {
+  sections_.push_back({std::move(name), std::move(prometheus), std::move(stats)});
+}
+
+Value Metrics::sections() const {
+  Map m;
+  for (auto& section : sections_) m.set(section.name, section.stats());
+  return Value(std::move(m));
 }
 
 Value Metrics::summary() const {

@@ -10,6 +10,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -39,9 +40,23 @@ class Metrics {
   /// Per-URI counts and totals for GET /v1/stats: {"total", "by_status", "uris": [...]}.
   Value summary() const;
 
+  /// A part outside the request path that reports too (the SQL pools): `prometheus`
+  /// appends its series to /metrics, `stats` gives its section `name` of GET /v1/stats.
+  /// Add sections before serving.
+  void add_section(std::string name, std::function<void(std::string&)> prometheus,
+                   std::function<Value()> stats);
+  /// Every section's stats, by name.
+  Value sections() const;
+
   struct ThreadBlock;
 
  private:
+  struct Section {
+    std::string name;
+    std::function<void(std::string&)> prometheus;
+    std::function<Value()> stats;
+  };
+  std::vector<Section> sections_;
   ThreadBlock& local();
 
   mutable std::mutex mu_;  // guards blocks_ (registration and scrapes only)

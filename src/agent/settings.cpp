@@ -76,6 +76,8 @@ bool parse_settings(int argc, char** argv, Settings* s, int* exit_code) {
   opt("CAP_DB_URL", s->db_url, "database URL");
   opt("CAP_DB_USER", s->db_user, "database user");
   opt("CAP_DB_PASSWORD", s->db_password, "database password");
+  opt("CAP_DB_POOL_SIZE", s->db_pool_size, "connections per PostgreSQL database")
+      ->check(CLI::Range(1, 1000));
   opt("CAP_SHARED_DIR", s->shared_dir, "shared file storage (default: $CAP_HOME/shared)");
   opt("CAP_LOG_FORMAT", s->log_format, "json or text")->check(CLI::IsMember({"json", "text"}));
   opt("CAP_LOG_LEVEL", s->log_level, "debug, info, warn or error")

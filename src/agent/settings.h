@@ -25,6 +25,7 @@ struct Settings {
   std::string mgmt_tls_cert, mgmt_tls_key;   // CAP_MGMT_TLS_CERT, CAP_MGMT_TLS_KEY
   std::string gold_master;                   // S3_GOLD_MASTER
   std::string db_url, db_user, db_password;  // CAP_DB_URL, CAP_DB_USER, CAP_DB_PASSWORD
+  int db_pool_size = 8;  // CAP_DB_POOL_SIZE: connections per PostgreSQL database
   std::string shared_dir;                    // CAP_SHARED_DIR, default: $CAP_HOME/shared
   std::string log_format = "json";           // CAP_LOG_FORMAT: json or text
   std::string log_level = "info";            // CAP_LOG_LEVEL: debug, info, warn, error

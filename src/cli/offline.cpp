@@ -1,4 +1,6 @@
 // validate, pack, run and test: configurations on this machine, no agent involved.
+#include <stdlib.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -12,6 +14,7 @@
 #include "cap/engine.h"
 #include "cli/commands.h"
 #include "net/http_client.h"
+#include "store/sql.h"
 
 namespace cap::cli {
 
@@ -81,16 +84,68 @@ std::shared_ptr<const Configuration> load(const std::string& dir, std::ostream& 
   return r.configuration;
 }
 
+/// Without CAP_DB_URL, configurations that name `${env:CAP_DB_URL}` get a SQLite file:
+/// `capctl test` an empty one in a temporary folder for each run, so tests repeat (and,
+/// without CAP_SHARED_DIR, an empty shared folder there too); `capctl run`
+/// $CAP_HOME/capctl.sqlite (default cap-home/), so entries stay between runs.
+class OfflineDatabase {
+ public:
+  explicit OfflineDatabase(bool scratch) {
+    std::error_code ec;
+    if (scratch) {
+      std::string tmpl = (fs::temp_directory_path(ec) / "capctl-test-XXXXXX").string();
+      if (::mkdtemp(tmpl.data())) temp_ = tmpl;
+    }
+    if (std::getenv("CAP_DB_URL")) return;
+    std::string folder;
+    if (scratch) {
+      if (temp_.empty()) return;
+      folder = temp_;
+    } else {
+      const char* home = std::getenv("CAP_HOME");
+      folder = home ? home : "cap-home";
+      fs::create_directories(folder, ec);
+      folder = fs::absolute(folder, ec).string();
+    }
+    std::string url = "sqlite://" + folder + "/capctl.sqlite";
+    ::setenv("CAP_DB_URL", url.c_str(), 1);
+    if (!scratch) std::cerr << "capctl: CAP_DB_URL is not set: using " << url << "\n";
+  }
+  ~OfflineDatabase() {
+    std::error_code ec;
+    if (!temp_.empty()) fs::remove_all(temp_, ec);
+  }
+  OfflineDatabase(const OfflineDatabase&) = delete;
+  OfflineDatabase& operator=(const OfflineDatabase&) = delete;
+  /// The shared folder for a test run without CAP_SHARED_DIR, or "".
+  std::string scratch_shared() const { return temp_.empty() ? "" : temp_ + "/shared"; }
+
+ private:
+  std::string temp_;
+};
+
 struct Host {
+  explicit Host(bool scratch_db = false) : offline_db(scratch_db) {}
+  OfflineDatabase offline_db;
   SystemClock clock;
   StderrLogger logger{LogLevel::Warn};
   MemoryVault vault;
   net::HttpClientPool http;  // HttpClient and HttpServerExecute call out for real
   std::unique_ptr<LocalFiles> files;
+  std::unique_ptr<store::SqlHub> sql;
   HostServices services() {
     const char* shared = std::getenv("CAP_SHARED_DIR");
-    files = std::make_unique<LocalFiles>(shared ? shared : "cap-home/shared");
+    std::string scratch = offline_db.scratch_shared();
+    files = std::make_unique<LocalFiles>(shared            ? std::string(shared)
+                                         : scratch.empty() ? std::string("cap-home/shared")
+                                                           : scratch);
+    const char* user = std::getenv("CAP_DB_USER");
+    const char* password = std::getenv("CAP_DB_PASSWORD");
+    store::SqlHubOptions sql_options;
+    sql_options.credentials = {user ? user : "", password ? password : ""};
+    sql = std::make_unique<store::SqlHub>(std::move(sql_options));
     HostServices s;
+    s.sql = sql.get();
     s.clock = &clock;
     s.logger = &logger;
     s.vault = &vault;
@@ -171,7 +226,14 @@ void print_response(const Response& res) {
 
 }  // namespace
 
+/// validate and pack check a configuration, not this machine: an unset CAP_DB_URL stands
+/// for the SQLite database that run and test would give it.
+void assume_db_url() {
+  if (!std::getenv("CAP_DB_URL")) ::setenv("CAP_DB_URL", "sqlite::memory:", 1);
+}
+
 int cmd_validate(const std::string& dir) {
+  assume_db_url();
   bool usage;
   auto cfg = load(dir, std::cout, true, &usage);
   if (usage) return 2;
@@ -179,6 +241,7 @@ int cmd_validate(const std::string& dir) {
 }
 
 int cmd_pack(const std::string& dir, const std::string& out) {
+  assume_db_url();
   bool usage;
   auto cfg = load(dir, std::cerr, false, &usage);
   if (usage) return 2;
@@ -382,7 +445,7 @@ int cmd_test(const std::string& dir, const std::string& data) {
     cases.push_back(std::move(tc));
   }
   if (bad) return 1;
-  Host host;
+  Host host(true);  // a fresh database for each test run
   std::unique_ptr<Runtime> loaded;
   if (int status = start_runtime(dir, host, &loaded)) return status;
   Runtime& runtime = *loaded;

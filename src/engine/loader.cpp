@@ -147,8 +147,8 @@ class Loader;
 class NodeCompileContext : public CompileContext {
  public:
   NodeCompileContext(Loader& l, const std::string& file, const std::string& node, const Params& p,
-                     const std::vector<std::string>& cps)
-      : loader_(l), file_(file), node_(node), params_(p), cps_(cps) {}
+                     const std::vector<std::string>& cps, const json::object* then)
+      : loader_(l), file_(file), node_(node), params_(p), cps_(cps), then_(then) {}
   const Params& params() const override { return params_; }
   const std::vector<std::string>& chain_points() const override { return cps_; }
   void error(std::string_view param, std::string message) override;
@@ -159,6 +159,12 @@ class NodeCompileContext : public CompileContext {
   const std::vector<std::string>& mode_names() const override;
   const std::string& node_id() const override { return node_; }
   const Package& package() const override;
+  bool chain_wired(std::string_view name) const override {
+    if (!then_) return false;
+    auto* v = then_->if_contains(name);
+    return v && ((v->is_array() && !v->get_array().empty()) || v->is_string());
+  }
+  const std::map<std::string, std::string>& databases() const override;
   bool failed = false;
 
  private:
@@ -167,6 +173,7 @@ class NodeCompileContext : public CompileContext {
   const std::string& node_;
   const Params& params_;
   const std::vector<std::string>& cps_;
+  const json::object* then_;
 };
 
 class Loader {
@@ -189,6 +196,7 @@ class Loader {
   }
   CompileEnv& env() { return env_; }
   const Package& package() const { return pkg_; }
+  const std::map<std::string, std::string>& databases() const { return cfg_->databases; }
   std::vector<std::string> mode_names;
 
   std::shared_ptr<DataFile> data_file(const std::string& file, const std::string& node,
@@ -258,6 +266,9 @@ std::shared_ptr<DataFile> NodeCompileContext::data_file(std::string_view param,
   return df;
 }
 const Package& NodeCompileContext::package() const { return loader_.package(); }
+const std::map<std::string, std::string>& NodeCompileContext::databases() const {
+  return loader_.databases();
+}
 const std::vector<std::string>& NodeCompileContext::mode_names() const {
   return loader_.mode_names;
 }
@@ -894,7 +905,9 @@ void Loader::compile_node(RuleSet& rs, Node& node, const json::object& def) {
     params.add(ps.name, std::move(p));
   }
   if (!ok) return;
-  NodeCompileContext cc(*this, file, node.id, params, node.chain_names);
+  const json::value* then_value = def.if_contains("then");
+  NodeCompileContext cc(*this, file, node.id, params, node.chain_names,
+                        then_value && then_value->is_object() ? &then_value->get_object() : nullptr);
   node.rule = node.type->factory(cc);
   if (!node.rule && !cc.failed) error(file, node.id, "", "rule " + spec.name + " could not be compiled");
   if (node.rule_name == "RuleSetExit") {

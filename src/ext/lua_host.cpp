@@ -386,7 +386,16 @@ int ctx_sql(lua_State* L) {
       return luaL_argerror(L, 4, "args must be a list");
   }
   if (!ctx.services.sql) return luaL_error(L, "this host has no SQL databases");
-  SqlResult r = ctx.services.sql->run(db, sql, args);
+  SqlCall call;  // `db` is a name of cap.json `databases`, as for SqlQuery
+  call.database = db;
+  const auto& dbs = ctx.runtime().configuration().databases;
+  auto known = dbs.find(std::string(db));
+  if (known == dbs.end())
+    return luaL_error(L, "no database '%s' in cap.json `databases`", std::string(db).c_str());
+  call.url = known->second;
+  call.sql = sql;
+  call.args = &args;
+  SqlResult r = ctx.services.sql->run(call);
   lua_createtable(L, 0, 4);
   lua_pushboolean(L, r.ok);
   lua_setfield(L, -2, "ok");
@@ -402,12 +411,14 @@ int ctx_sql(lua_State* L) {
   return 1;
 }
 
+constexpr size_t kMaxReadBytes = 16 * 1024 * 1024;  // as FileRead's default max_bytes
+
 int ctx_read(lua_State* L) {
   ExecContext& ctx = live_ctx(L);
   std::string_view path = check_text(L, 2);
   if (!ctx.services.files) return luaL_error(L, "this host has no shared files");
   std::string out, err;
-  if (!ctx.services.files->read(path, &out, &err)) {
+  if (ctx.services.files->read(path, kMaxReadBytes, &out, &err) != FileStatus::Ok) {
     lua_pushnil(L);
     lua_pushlstring(L, err.data(), err.size());
     return 2;
@@ -423,7 +434,7 @@ int ctx_write(lua_State* L) {
   bool append = lua_toboolean(L, 4) != 0;
   if (!ctx.services.files) return luaL_error(L, "this host has no shared files");
   std::string err;
-  if (!ctx.services.files->write(path, data, append, &err)) {
+  if (ctx.services.files->write(path, data, append, &err) != FileStatus::Ok) {
     lua_pushnil(L);
     lua_pushlstring(L, err.data(), err.size());
     return 2;

@@ -9,6 +9,7 @@ void register_base_rules(RuleRegistry& registry) {
   rules::register_data(registry);
   rules::register_http(registry);
   rules::register_content(registry);
+  rules::register_storage(registry);        // SqlQuery, SqlExecute, FlightRecorder, File*
   rules::register_network_rules(registry);  // HttpClient, HttpServerExecute, HttpResponseAddition
   rules::register_ai(registry);
 }

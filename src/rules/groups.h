@@ -10,6 +10,7 @@ void register_text(RuleRegistry& r);   // text.cpp
 void register_data(RuleRegistry& r);   // data.cpp
 void register_http(RuleRegistry& r);   // http.cpp
 void register_content(RuleRegistry& r);  // content.cpp (ServeContent)
+void register_storage(RuleRegistry& r);  // storage.cpp (SQL, FlightRecorder, shared files)
 void register_ai(RuleRegistry& r);       // ai.cpp (LlmChat, AiAgent)
 
 }  // namespace cap::rules

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <random>
 
+#include "store/sql.h"
+
 namespace cap::test {
 
 namespace fs = std::filesystem;
@@ -35,6 +37,8 @@ Harness::Harness(std::map<std::string, std::string> files_in) {
   s.clock = &clock;
   s.vault = &vault;
   s.files = this->files.get();
+  sql = std::make_unique<store::SqlHub>(store::SqlHubOptions{});
+  s.sql = sql.get();
   runtime = std::make_unique<Runtime>(loaded.configuration, s);
 }
 

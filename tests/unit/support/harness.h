@@ -43,7 +43,8 @@ class Harness {
   MemoryVault vault;
   SystemClock clock;
   StderrLogger logger{LogLevel::Error};
-  std::unique_ptr<LocalFiles> files;
+  std::unique_ptr<LocalFiles> files;  // the shared folder: dir + "/shared"
+  std::unique_ptr<SqlService> sql;    // the agent's SQL service (SQLite or PostgreSQL)
   std::unique_ptr<Runtime> runtime;
   Workspace ws;
   std::string dir;  // a scratch folder the package was written to (data reload tests)
