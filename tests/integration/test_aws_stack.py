@@ -353,5 +353,59 @@ class StackInMoto(unittest.TestCase):
         self.assertEqual(key["AccessKeyId"], self.resources["DeployUserAccessKey"]["PhysicalResourceId"])
 
 
+    def test_the_helper_lambda_writes_a_capture_script(self):
+        """The Lambda's code, run here against moto's S3 with the custom resource's
+        properties, writes a shell script filled in for the stack (moto cannot run it)."""
+        import sys
+        import types
+        t = load_template()
+        code = t["Resources"]["SnapshotScriptFunction"]["Properties"]["Code"]["ZipFile"]
+        props = dict(t["Resources"]["SnapshotScript"]["Properties"])
+        bucket = self.outputs["SnapshotBucketName"]
+        props.update(Region="eu-west-1", Cluster=self.outputs["ECSClusterName"],
+                     Service="cap-svc", Bucket=bucket, KeySecret="arn:secret:cap/mgmt-key")
+        sent = []
+        fake = types.ModuleType("cfnresponse")
+        fake.SUCCESS, fake.FAILED = "SUCCESS", "FAILED"
+        fake.send = lambda event, context, status, data, physical_id: sent.append((status, data))
+        saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                                                "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+        os.environ.update(AWS_ENDPOINT_URL=self.moto.endpoint, AWS_ACCESS_KEY_ID="setup",
+                          AWS_SECRET_ACCESS_KEY="setup-secret", AWS_DEFAULT_REGION="eu-west-1")
+        sys.modules["cfnresponse"] = fake
+        try:
+            scope = {}
+            exec(compile(code, "SnapshotScriptFunction", "exec"), scope)
+            scope["handler"]({"RequestType": "Create", "ResourceProperties": props}, None)
+            self.assertEqual(sent, [("SUCCESS", {"Key": "scripts/capture-gold-master.sh"})])
+            script = self.moto.client("s3").get_object(
+                Bucket=bucket, Key="scripts/capture-gold-master.sh")["Body"].read().decode()
+            for line in (f"CLUSTER='{self.outputs['ECSClusterName']}'", "SERVICE='cap-svc'",
+                         f"BUCKET='{bucket}'", "KEY_SECRET='arn:secret:cap/mgmt-key'",
+                         "capctl snapshot capture --agent \"$IP:20001\" --key-file \"$KEYFILE\" "
+                         "--to \"s3://$BUCKET/gold/\" --latest"):
+                self.assertIn(line, script)
+            self.assertNotIn("@", script.replace("$@", ""), "every placeholder filled in")
+            self.assertTrue(script.startswith("#!/bin/sh\n"))
+            check = subprocess.run(["sh", "-n"], input=script, capture_output=True, text=True)
+            self.assertEqual(check.returncode, 0, check.stderr)
+            # A failure is reported to CloudFormation, not raised.
+            scope["handler"]({"RequestType": "Create",
+                              "ResourceProperties": dict(props, Bucket="no-such-bucket")}, None)
+            self.assertEqual(sent[-1][0], "FAILED")
+            self.assertIn("NoSuchBucket", sent[-1][1]["Error"])
+            scope["handler"]({"RequestType": "Delete", "ResourceProperties": props}, None)
+            self.assertEqual(sent[-1][0], "SUCCESS")
+            self.assertEqual(self.moto.client("s3").list_objects_v2(
+                Bucket=bucket, Prefix="scripts/").get("KeyCount"), 0)
+        finally:
+            sys.modules.pop("cfnresponse", None)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
 if __name__ == "__main__":
     unittest.main()
