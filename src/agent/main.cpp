@@ -27,6 +27,7 @@
 #include "agent/work_queue.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
+#include "net/stop_signals.h"
 #include "rules/network.h"
 #include "store/sql.h"
 
@@ -34,18 +35,6 @@ namespace {
 
 constexpr auto kDrainTimeout = std::chrono::seconds(25);
 constexpr size_t kMaxWaitingRequests = 10000;
-
-/// Blocks the stop signals in this thread and every thread it starts, so main() alone
-/// receives them through sigwait.
-sigset_t block_stop_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  return set;
-}
 
 /// The SQL service's options: credentials and pool size from the settings.
 cap::store::SqlHubOptions sql_hub_options(const cap::agent::Settings& s) {
@@ -62,7 +51,7 @@ int main(int argc, char** argv) {
   Settings settings;
   int exit_code = 0;
   if (!parse_settings(argc, argv, &settings, &exit_code)) return exit_code;
-  sigset_t stop_signals = block_stop_signals();
+  sigset_t stop_signals = cap::net::block_stop_signals();
   // cap.json reads these as ${env:CAP_DB_URL} and the like: flags count as the variables.
   if (!settings.db_url.empty()) ::setenv("CAP_DB_URL", settings.db_url.c_str(), 1);
   ::setenv("CAP_SHARED_DIR", settings.shared_dir.c_str(), 1);
@@ -112,7 +101,6 @@ int main(int argc, char** argv) {
   cap::RuleRegistry registry;
   cap::register_base_rules(registry);
 
-
   ServingSlot slot;
   Activator activator(store, registry, services, slot);
 
@@ -122,12 +110,12 @@ int main(int argc, char** argv) {
       [&sql] { return sql.stats_value(); });
   WorkQueue wait_pool(settings.wait_threads, kMaxWaitingRequests);
   WorkQueue commands(1);  // declared after the activator: it finishes its tasks first
-  activator.set_background([&commands](std::function<void()> task) { commands.post(std::move(task)); });
+  activator.set_background(
+      [&commands](std::function<void()> task) { commands.post(std::move(task)); });
   ExtensionStore extensions(settings.home, registry, activator);
-  activator.set_extension_check(
-      [&extensions](std::string_view name, std::string_view version) {
-        return extensions.check(name, version);
-      });
+  activator.set_extension_check([&extensions](std::string_view name, std::string_view version) {
+    return extensions.check(name, version);
+  });
   extensions.load_all();
   activator.restore();
 

@@ -275,6 +275,23 @@ std::optional<uint64_t> content_length(const HttpReply& reply) {
 
 }  // namespace
 
+bool WebHandler::origin_failed(Pending& p, const HttpReply& reply) {
+  if (reply.status != 0) return false;
+  int status = reply.timed_out ? 504 : 502;
+  web_log().warn("origin {} failed for {} {}: {}", p.serving->origin, p.req.method, p.req.target,
+                 reply.error);
+  send(p, net::ResponseView{status, kHtml, {}, page(status), false});
+  return true;
+}
+
+HeaderLines WebHandler::client_headers(Pending& p, HttpReply& reply) {
+  HeaderLines headers;
+  headers_for_client(reply, headers);
+  for (auto& h : p.res.headers) headers.push_back(h);  // added by rules (SetCookie)
+  for (auto& e : p.edits) apply_edit(e, headers, reply.body);
+  return headers;
+}
+
 bool WebHandler::streams_bodies() {
   const Serving& s = *slot_.current();
   return !s.blank() && s.proxy() && (s.stopped || !s.reads_body);
@@ -292,17 +309,8 @@ void WebHandler::proxy(std::shared_ptr<Pending> p) {
     client_.call_streaming(
         std::move(call), kBufferUpTo,
         [this, p](HttpReply reply, std::shared_ptr<net::BodyReader> body) {
-          if (reply.status == 0) {
-            int status = reply.timed_out ? 504 : 502;
-            web_log().warn("origin {} failed for {} {}: {}", p->serving->origin, p->req.method,
-                           p->req.target, reply.error);
-            send(*p, net::ResponseView{status, kHtml, {}, page(status), false});
-            return;
-          }
-          HeaderLines headers;
-          headers_for_client(reply, headers);
-          for (auto& h : p->res.headers) headers.push_back(h);  // added by rules (SetCookie)
-          for (auto& e : p->edits) apply_edit(e, headers, reply.body);  // headers only
+          if (origin_failed(*p, reply)) return;
+          HeaderLines headers = client_headers(*p, reply);  // body edits: none here
           if (!body) {
             send(*p, net::ResponseView{reply.status, {}, headers, reply.body, false});
             return;
@@ -316,17 +324,8 @@ void WebHandler::proxy(std::shared_ptr<Pending> p) {
   }
   // An edit replaces the body: the origin's answer is read whole (max_response_bytes).
   client_.call_async(std::move(call), [this, p](HttpReply reply) {
-    if (reply.status == 0) {
-      int status = reply.timed_out ? 504 : 502;
-      web_log().warn("origin {} failed for {} {}: {}", p->serving->origin, p->req.method,
-                     p->req.target, reply.error);
-      send(*p, net::ResponseView{status, kHtml, {}, page(status), false});
-      return;
-    }
-    HeaderLines headers;
-    headers_for_client(reply, headers);
-    for (auto& h : p->res.headers) headers.push_back(h);  // added by rules (SetCookie)
-    for (auto& e : p->edits) apply_edit(e, headers, reply.body);
+    if (origin_failed(*p, reply)) return;
+    HeaderLines headers = client_headers(*p, reply);
     send(*p, net::ResponseView{reply.status, {}, headers, reply.body, false});
   });
 }

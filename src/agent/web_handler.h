@@ -28,6 +28,7 @@
 #include "agent/work_queue.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
+#include "rules/forwarding.h"
 
 namespace cap::agent {
 
@@ -57,6 +58,11 @@ class WebHandler {
   void proxy(std::shared_ptr<Pending> p);
   void answer_mcp(std::shared_ptr<Pending> p);  // on the wait pool: tools may wait
   void send(Pending& p, const net::ResponseView& v);
+  /// When the origin gave no answer: answers 502 (504 after a timeout), logs, returns true.
+  bool origin_failed(Pending& p, const HttpReply& reply);
+  /// The origin's headers as the client gets them: hop-by-hop ones dropped, the rules'
+  /// headers added, RESPONSE_ADDITIONS applied (to `reply.body` too when one replaces it).
+  rules::HeaderLines client_headers(Pending& p, HttpReply& reply);
   void record(Pending& p, int status);  // metrics and the request log line
 
   ServingSlot& slot_;

@@ -19,6 +19,7 @@
 
 #include "console/console.h"
 #include "net/http_server.h"
+#include "net/stop_signals.h"
 
 #ifndef CAP_CONSOLE_SOURCE_UI_DIR
 #define CAP_CONSOLE_SOURCE_UI_DIR ""
@@ -58,16 +59,6 @@ std::string default_ui_dir() {
   return CAP_CONSOLE_SOURCE_UI_DIR;
 }
 
-sigset_t block_stop_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  return set;
-}
-
 Request to_request(cap::net::Exchange& ex) {
   Request r;
   r.method = ex.method();
@@ -103,7 +94,7 @@ int main(int argc, char** argv) {
               << "see --help)\n";
     return 2;
   }
-  sigset_t stop_signals = block_stop_signals();
+  sigset_t stop_signals = cap::net::block_stop_signals();
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ console: %v");
 
   Settings settings;
