@@ -470,6 +470,30 @@ def process_memory_kb(pid, field="VmHWM"):
     raise KeyError(field)
 
 
+def early_answer(port, method, path, length, send=1024 * 1024, headers=None):
+    """Sends the head of a request declaring a `length` byte body and the first `send` bytes
+    of it, then reads what the agent answers before the rest: (status, headers text, body).
+    (A client that sends everything first may hit a closed connection instead of reading
+    an early answer such as 413.)"""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items()).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n%s\r\n"
+                  % (method.encode(), path.encode(), length, extra))
+        s.sendall(b"q" * min(send, length))
+        got = b""
+        try:
+            while True:
+                piece = s.recv(65536)
+                if not piece:
+                    break
+                got += piece
+        except ConnectionResetError:
+            pass
+    head, _, body = got.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else 0
+    return status, head.decode("latin-1"), body
+
+
 def closed_port():
     """A loopback port nothing listens on."""
     s = socket.socket()

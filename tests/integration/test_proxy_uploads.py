@@ -10,8 +10,8 @@ import socket
 import time
 import unittest
 
-from agent_harness import (AgentTestCase, Origin, configuration, process_memory_kb, ruleset,
-                           stream_pattern, stream_sha256)
+from agent_harness import (AgentTestCase, Origin, configuration, early_answer,
+                           process_memory_kb, ruleset, stream_pattern, stream_sha256)
 
 MB = 1024 * 1024
 
@@ -47,27 +47,6 @@ def upload(port, path, n, chunked=False, timeout=120):
         return r.status, r.read()
     finally:
         conn.close()
-
-
-def early_answer(port, method, path, length, send=1 * MB):
-    """Sends the head of a request declaring a `length` byte body and the first `send` bytes
-    of it, then reads what the agent answers before the rest: (status, headers text, body)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(b"%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-                  % (method.encode(), path.encode(), length))
-        s.sendall(b"q" * send)
-        got = b""
-        try:
-            while True:
-                piece = s.recv(65536)
-                if not piece:
-                    break
-                got += piece
-        except ConnectionResetError:
-            pass
-    head, _, body = got.partition(b"\r\n\r\n")
-    status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else 0
-    return status, head.decode("latin-1"), body
 
 
 class StreamedUploadTest(AgentTestCase):
