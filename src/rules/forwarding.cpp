@@ -35,12 +35,38 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 bool is_hop_by_hop(std::string_view name, std::string_view connection) {
-  static constexpr std::string_view kHopByHop[] = {
-      "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-      "te",         "trailer",    "trailers",         "transfer-encoding",  "upgrade"};
-  for (auto h : kHopByHop)
-    if (iequals(name, h)) return true;
-  return named_in_connection(name, connection);
+  // By length first: most headers are none of these, and most lengths match none.
+  std::string_view a, b;
+  switch (name.size()) {
+    case 2:
+      a = "te";
+      break;
+    case 7:
+      a = "trailer", b = "upgrade";
+      break;
+    case 8:
+      a = "trailers";
+      break;
+    case 10:
+      a = "connection", b = "keep-alive";
+      break;
+    case 16:
+      a = "proxy-connection";
+      break;
+    case 17:
+      a = "transfer-encoding";
+      break;
+    case 18:
+      a = "proxy-authenticate";
+      break;
+    case 19:
+      a = "proxy-authorization";
+      break;
+    default:
+      break;
+  }
+  if (!a.empty() && (iequals(name, a) || (!b.empty() && iequals(name, b)))) return true;
+  return !connection.empty() && named_in_connection(name, connection);
 }
 
 HttpCall forward_call(const Request& req, std::string_view origin, std::string_view target,
@@ -82,14 +108,19 @@ HttpCall forward_call(const Request& req, std::string_view origin, std::string_v
   return call;
 }
 
-void headers_for_client(const HttpReply& reply, HeaderLines& out) {
-  std::string_view connection;
-  for (auto& [name, value] : reply.headers)
+void strip_for_client(HeaderLines& headers) {
+  std::string connection;  // a copy: erasing moves the strings a view would point into
+  for (auto& [name, value] : headers)
     if (iequals(name, "connection")) connection = value;
-  for (auto& [name, value] : reply.headers) {
-    if (is_hop_by_hop(name, connection) || iequals(name, "content-length")) continue;
-    out.emplace_back(name, value);
-  }
+  std::erase_if(headers, [&](const std::pair<std::string, std::string>& h) {
+    return is_hop_by_hop(h.first, connection) || iequals(h.first, "content-length");
+  });
+}
+
+void headers_for_client(const HttpReply& reply, HeaderLines& out) {
+  HeaderLines lines = reply.headers;
+  strip_for_client(lines);
+  for (auto& h : lines) out.push_back(std::move(h));
 }
 
 void apply_edit(const ResponseEdit& edit, HeaderLines& headers, std::string& body) {
