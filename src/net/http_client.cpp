@@ -2,9 +2,10 @@
 // connections pooled per origin.
 //
 // One call is a CallState owned by the completion handlers in flight (shared_ptr), and
-// listed (not owned) in its loop's intrusive list of active calls until it finishes. Its overall
-// deadline is one timer; a timeout closes the connection, and the handler that then completes with
-// an error finds the call finished and only cleans up.
+// listed (not owned) in its loop's intrusive list of active calls until it finishes. The
+// loop's one deadline timer, armed for the earliest deadline, times calls out; a timeout
+// closes the connection, and the handler that then completes with an error finds the call
+// finished and only cleans up.
 #include "net/http_client.h"
 
 #include <openssl/ssl.h>
@@ -259,6 +260,52 @@ bool parse_target_cached(const std::string& url, Target* t, std::string* error) 
   return true;
 }
 
+// A response parser that collects the status and header lines straight into an HttpReply
+// (no field container in between) and writes the body into a buffer its user provides,
+// as Beast's buffer_body does: `body_data`/`body_size` name the room left; without room
+// the parser stops with need_buffer.
+class ReplyParser final : public bhttp::basic_parser<false> {
+ public:
+  HttpReply head;  // status and headers; the body goes to the buffer
+  char* body_data = nullptr;
+  size_t body_size = 0;
+
+ private:
+  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int,
+                       boost::system::error_code&) override {}
+  void on_response_impl(int code, beast::string_view, int, boost::system::error_code&) override {
+    head.status = code;
+    head.headers.reserve(8);
+  }
+  void on_field_impl(bhttp::field, beast::string_view name, beast::string_view value,
+                     boost::system::error_code&) override {
+    head.headers.emplace_back(std::string(name.data(), name.size()),
+                              std::string(value.data(), value.size()));
+  }
+  void on_header_impl(boost::system::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&,
+                         boost::system::error_code&) override {}
+  size_t on_body_impl(beast::string_view piece, boost::system::error_code& ec) override {
+    if (!body_data) {
+      ec = bhttp::error::need_buffer;
+      return 0;
+    }
+    size_t n = std::min(piece.size(), body_size);
+    std::memcpy(body_data, piece.data(), n);
+    body_data += n;
+    body_size -= n;
+    if (n < piece.size()) ec = bhttp::error::need_buffer;
+    return n;
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view,
+                            boost::system::error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view piece,
+                            boost::system::error_code& ec) override {
+    return on_body_impl(piece, ec);
+  }
+  void on_finish_impl(boost::system::error_code&) override {}
+};
+
 // One connection, plain or TLS.
 struct Conn {
   std::unique_ptr<tcp::socket> plain;
@@ -319,6 +366,10 @@ struct ClientLoop {
   std::shared_ptr<PoolGate> gate;  // the pool's, or for an attached loop its own
   std::unordered_map<std::string, std::vector<std::unique_ptr<Conn>>> idle;
   CallState* active = nullptr;  // calls not finished yet (CallState::prev/next)
+  // The calls' deadlines: one timer for the loop, armed for the earliest (time_point::max():
+  // not armed), rather than a timer armed and cancelled per call.
+  asio::steady_timer deadlines{ioc};
+  Clock::time_point deadlines_at = Clock::time_point::max();
   std::unordered_set<std::shared_ptr<CallState>> reading;  // calls streaming their body
   bool stopping = false;
   std::thread thread;
@@ -374,6 +425,10 @@ struct ClientLoop {
   }
   bool attached() const { return owned == nullptr; }
   void shutdown();
+  /// Makes sure the deadline timer fires by `at` (a call's deadline).
+  void watch(Clock::time_point at);
+  /// The deadline timer fired: times out the calls whose deadline passed, re-arms.
+  void on_deadlines();
 };
 
 struct CallState : std::enable_shared_from_this<CallState> {
@@ -383,7 +438,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
         t(std::move(tg)),
         request(std::move(req)),
         done(std::move(d)),
-        deadline(l->ioc) {}
+        deadline_at(Clock::time_point::max()) {}
   ~CallState() { unlist(); }
 
   ClientLoop* loop;
@@ -394,7 +449,8 @@ struct CallState : std::enable_shared_from_this<CallState> {
   uint64_t body_sent = 0;     // bytes of the body_source sent
   bool body_started = false;  // the body_source was read from: no retry any more
   std::function<void(HttpReply)> done;
-  asio::steady_timer deadline;
+  Clock::time_point deadline_at;                 // the call's (ClientLoop::deadlines); max(): none
+  std::optional<asio::steady_timer> body_timer;  // each read of a streamed body
   // Made when the call connects (a pooled connection needs neither).
   std::optional<asio::steady_timer> connect_timer;
   std::optional<tcp::resolver> resolver;
@@ -410,7 +466,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
   size_t buffer_up_to = 0;
   std::function<void(HttpReply, std::shared_ptr<BodyReader>)> stream_done;
   std::shared_ptr<PoolGate> gate;
-  std::optional<bhttp::response_parser<bhttp::buffer_body>> sparser;
+  std::optional<ReplyParser> sparser;
   std::string whole;
   std::unique_ptr<char[]> piece_buf;
   BodyReader::Got got;
@@ -445,10 +501,8 @@ struct CallState : std::enable_shared_from_this<CallState> {
   }
 
   void arm_deadline() {
-    deadline.expires_after(std::chrono::milliseconds(call.timeout_ms));
-    deadline.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-      if (!ec) self->on_deadline();
-    });
+    deadline_at = Clock::now() + std::chrono::milliseconds(call.timeout_ms);
+    loop->watch(deadline_at);
   }
 
   void start() {
@@ -635,25 +689,17 @@ struct CallState : std::enable_shared_from_this<CallState> {
                                          : ": reading the response failed: ";
               return self->retry_or_fail(self->t.o->where + what + ec.message(), false, nothing);
             }
-            if (self->interim(self->sparser->get().result_int()))
+            if (self->interim(unsigned(self->sparser->head.status)))
               return self->receive_streaming();  // 100 Continue, 103 Early Hints: the next
             self->on_stream_head();
           });
     });
   }
 
-  HttpReply head_reply() {
-    auto& res = sparser->get();
-    HttpReply reply;
-    reply.status = int(res.result_int());
-    for (const auto& f : res.base())
-      reply.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
-    return reply;
-  }
+  HttpReply head_reply() { return std::move(sparser->head); }
 
   bool reusable_after_body() {
-    bool reusable =
-        sparser->get().keep_alive() && conn && conn->buf.size() == 0 && sparser->is_done();
+    bool reusable = sparser->keep_alive() && conn && conn->buf.size() == 0 && sparser->is_done();
     for (const auto& [name, value] : call.headers)
       if (iequals(name, "connection") && iequals(value, "close")) reusable = false;
     return reusable;
@@ -668,10 +714,8 @@ struct CallState : std::enable_shared_from_this<CallState> {
     auto len = sparser->content_length();
     if (len && *len <= buffer_up_to) {
       whole.resize(size_t(*len));
-      auto& b = sparser->get().body();
-      b.data = whole.data();
-      b.size = whole.size();
-      b.more = true;
+      sparser->body_data = whole.data();
+      sparser->body_size = whole.size();
       with_stream([&](auto& stream) {
         bhttp::async_read(stream, conn->buf, *sparser,
                           [self = shared_from_this()](boost::system::error_code ec, size_t) {
@@ -693,7 +737,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
     // Large or of unknown length: hand out the head and a reader for the rest.
     HttpReply reply = head_reply();
     finished = true;
-    deadline.cancel();
+    deadline_at = Clock::time_point::max();
     if (connect_timer) connect_timer->cancel();
     auto keep = shared_from_this();
     unlist();
@@ -727,7 +771,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
   void end_body(const std::string& error, bool reuse) {
     if (body_over) return;
     body_over = true;
-    deadline.cancel();
+    if (body_timer) body_timer->cancel();
     loop->reading.erase(shared_from_this());
     if (conn) {
       if (reuse)
@@ -749,13 +793,12 @@ struct CallState : std::enable_shared_from_this<CallState> {
     }
     got = std::move(g);
     if (!piece_buf) piece_buf = std::make_unique_for_overwrite<char[]>(kPiece);
-    auto& b = sparser->get().body();
-    b.data = piece_buf.get();
-    b.size = kPiece;
-    b.more = true;
+    sparser->body_data = piece_buf.get();
+    sparser->body_size = kPiece;
     if (call.timeout_ms > 0) {
-      deadline.expires_after(std::chrono::milliseconds(call.timeout_ms));
-      deadline.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (!body_timer) body_timer.emplace(loop->ioc);
+      body_timer->expires_after(std::chrono::milliseconds(call.timeout_ms));
+      body_timer->async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
         if (ec || self->body_over) return;
         self->end_body("timed out after " + std::to_string(self->call.timeout_ms) +
                            " ms waiting for the response body",
@@ -772,13 +815,13 @@ struct CallState : std::enable_shared_from_this<CallState> {
           [self = shared_from_this()](boost::system::error_code ec, size_t) {
             if (self->body_over) return self->cleanup();
             if (ec == bhttp::error::need_buffer) ec = {};
-            size_t n = kPiece - self->sparser->get().body().size;
+            size_t n = kPiece - self->sparser->body_size;
             if (ec)
               return self->end_body(
                   self->t.o->where + ": reading the response body failed: " + ec.message(), false);
             bool end = self->sparser->is_done();
             if (n == 0 && !end) return self->read_more();  // framing only: read on
-            self->deadline.cancel();
+            if (self->body_timer) self->body_timer->cancel();
             auto g = std::move(self->got);
             self->got = nullptr;
             std::string piece(self->piece_buf.get(), n);
@@ -868,7 +911,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
   void finish(HttpReply reply) {
     if (finished) return;
     finished = true;
-    deadline.cancel();
+    deadline_at = Clock::time_point::max();
     if (connect_timer) connect_timer->cancel();
     auto keep = shared_from_this();
     unlist();
@@ -886,10 +929,36 @@ struct CallState : std::enable_shared_from_this<CallState> {
   }
 };
 
+void ClientLoop::watch(Clock::time_point at) {
+  if (at >= deadlines_at || stopping) return;
+  deadlines_at = at;
+  deadlines.expires_at(at);  // cancels a wait for a later time (its handler sees the error)
+  deadlines.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) on_deadlines();
+  });
+}
+
+void ClientLoop::on_deadlines() {
+  deadlines_at = Clock::time_point::max();
+  if (stopping) return;
+  auto now = Clock::now();
+  std::vector<std::shared_ptr<CallState>> due;
+  auto next = Clock::time_point::max();
+  for (CallState* c = active; c; c = c->next) {
+    if (c->deadline_at <= now)
+      due.push_back(c->shared_from_this());
+    else
+      next = std::min(next, c->deadline_at);
+  }
+  for (auto& c : due) c->on_deadline();
+  if (next != Clock::time_point::max()) watch(next);
+}
+
 void ClientLoop::shutdown() {
   if (stopping) return;
   stopping = true;
   sweep.cancel();
+  deadlines.cancel();
   idle.clear();
   std::vector<std::shared_ptr<CallState>> calls;
   for (CallState* c = active; c; c = c->next) calls.push_back(c->shared_from_this());
