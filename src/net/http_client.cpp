@@ -75,12 +75,17 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 bool is_token(std::string_view s) {
+  static constexpr auto kToken = [] {
+    std::array<bool, 256> a{};
+    for (int c = 'a'; c <= 'z'; ++c) a[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) a[c] = true;
+    for (int c = '0'; c <= '9'; ++c) a[c] = true;
+    for (unsigned char c : std::string_view("!#$%&'*+-.^_`|~")) a[c] = true;
+    return a;
+  }();
   if (s.empty()) return false;
-  for (char c : s) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) continue;
-    if (std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos) continue;
-    return false;
-  }
+  for (char c : s)
+    if (!kToken[static_cast<unsigned char>(c)]) return false;
   return true;
 }
 
@@ -417,8 +422,9 @@ struct ClientLoop {
     while (!v.empty()) {
       std::unique_ptr<Conn> c = std::move(v.back());
       v.pop_back();
-      if (now - c->idle_since < sh.opt.idle_keep &&
-          (!sh.opt.check_idle_before_reuse || c->looks_alive()))
+      auto idle_for = now - c->idle_since;
+      if (idle_for < sh.opt.idle_keep && (!sh.opt.check_idle_before_reuse ||
+                                          idle_for < sh.opt.check_idle_after || c->looks_alive()))
         return c;
     }
     return nullptr;
@@ -678,20 +684,69 @@ struct CallState : std::enable_shared_from_this<CallState> {
     sparser->body_limit(boost::none);
     sparser->header_limit(kMaxResponseHeader);
     if (call.method == "HEAD") sparser->skip(true);
+    read_reply(false, &CallState::on_head_read);
+  }
+
+  void on_head_read(boost::system::error_code ec) {
+    if (finished) return cleanup();
+    if (ec) {
+      bool nothing = !sparser->got_some();
+      std::string what = nothing ? ": the connection closed before a response: "
+                                 : ": reading the response failed: ";
+      return retry_or_fail(t.o->where + what + ec.message(), false, nothing);
+    }
+    if (interim(unsigned(sparser->head.status)))
+      return receive_streaming();  // 100 Continue, 103 Early Hints: the final one follows
+    on_stream_head();
+  }
+
+  void on_body_read(boost::system::error_code ec) {
+    if (finished) return cleanup();
+    if (ec == bhttp::error::need_buffer) ec = {};
+    if (ec || !sparser->is_done())
+      return fail(t.o->where +
+                  ": reading the response failed: " + (ec ? ec.message() : "body too long"));
+    HttpReply reply = head_reply();
+    reply.body = std::move(whole);
+    if (reusable_after_body()) loop->give_back(std::move(conn));
+    finish(std::move(reply));
+  }
+
+  using Then = void (CallState::*)(boost::system::error_code);
+
+  /// Feeds `sparser` what the connection's buffer holds, reading more as needed, until the
+  /// head is in (or, with `to_end`, the message or the room for its body), then calls
+  /// `then`: at once when the buffer held enough (an answer often comes in one piece).
+  /// As Beast's read operations do, without their per-read hand-offs.
+  void read_reply(bool to_end, Then then) {
+    boost::system::error_code ec;
+    for (;;) {
+      if (to_end ? sparser->is_done() : sparser->is_header_done()) return (this->*then)(ec);
+      if (conn->buf.size() == 0) break;
+      size_t used = sparser->put(conn->buf.data(), ec);
+      conn->buf.consume(used);
+      if (ec == bhttp::error::need_more) {
+        ec = {};
+        break;
+      }
+      if (ec) return (this->*then)(ec);
+    }
+    size_t room = conn->buf.capacity() - conn->buf.size();
+    auto space = conn->buf.prepare(std::clamp<size_t>(room, 512, 65536));
     with_stream([&](auto& stream) {
-      bhttp::async_read_header(
-          stream, conn->buf, *sparser,
-          [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
-            if (self->finished) return self->cleanup();
-            if (ec) {
-              bool nothing = !self->sparser->got_some();
-              std::string what = nothing ? ": the connection closed before a response: "
-                                         : ": reading the response failed: ";
-              return self->retry_or_fail(self->t.o->where + what + ec.message(), false, nothing);
+      stream.async_read_some(
+          space, [self = shared_from_this(), to_end, then](boost::system::error_code ec, size_t n) {
+            if (self->finished || !self->conn) return self->cleanup();
+            self->conn->buf.commit(n);
+            if (ec == asio::error::eof) {
+              if (!self->sparser->got_some())
+                return (self.get()->*then)(bhttp::error::end_of_stream);
+              ec = {};
+              self->sparser->put_eof(ec);  // a body delimited by the close
+              return (self.get()->*then)(ec);
             }
-            if (self->interim(unsigned(self->sparser->head.status)))
-              return self->receive_streaming();  // 100 Continue, 103 Early Hints: the next
-            self->on_stream_head();
+            if (ec) return (self.get()->*then)(ec);
+            self->read_reply(to_end, then);
           });
     });
   }
@@ -716,23 +771,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
       whole.resize(size_t(*len));
       sparser->body_data = whole.data();
       sparser->body_size = whole.size();
-      with_stream([&](auto& stream) {
-        bhttp::async_read(stream, conn->buf, *sparser,
-                          [self = shared_from_this()](boost::system::error_code ec, size_t) {
-                            if (self->finished) return self->cleanup();
-                            if (ec == bhttp::error::need_buffer) ec = {};
-                            if (ec || !self->sparser->is_done())
-                              return self->fail(self->t.o->where +
-                                                ": reading the response failed: " +
-                                                (ec ? ec.message() : "body too long"));
-                            HttpReply reply = self->head_reply();
-                            reply.body = std::move(self->whole);
-                            if (self->reusable_after_body())
-                              self->loop->give_back(std::move(self->conn));
-                            self->finish(std::move(reply));
-                          });
-      });
-      return;
+      return read_reply(true, &CallState::on_body_read);
     }
     // Large or of unknown length: hand out the head and a reader for the rest.
     HttpReply reply = head_reply();
