@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cap/engine.h"
+#include "rules/conversations.h"
 #include "rules/groups.h"
 #include "rules/llm_client.h"
 #include "rules/tools.h"
@@ -476,48 +477,6 @@ std::unique_ptr<Rule> make_llm_chat(CompileContext& cc) {
 // ---------------------------------------------------------------------------------------
 // AiAgent: conversation memory
 
-/// Conversations by id, in memory, each forgotten `ttl_ms` after its last use. Bounded: past
-/// kMaxConversations the least recently used is dropped.
-class ConversationMemory {
- public:
-  static constexpr size_t kMaxConversations = 10000;
-
-  std::vector<Message> load(const std::string& id, int64_t now_ms) {
-    std::lock_guard lock(mu_);
-    auto it = entries_.find(id);
-    if (it == entries_.end()) return {};
-    if (it->second.expires_ms <= now_ms) {
-      entries_.erase(it);
-      return {};
-    }
-    return it->second.messages;
-  }
-
-  void save(const std::string& id, std::vector<Message> messages, int64_t now_ms, int64_t ttl_ms) {
-    std::lock_guard lock(mu_);
-    if (entries_.size() >= kMaxConversations && !entries_.count(id)) {
-      // Drop the expired ones, then the one closest to expiry.
-      for (auto it = entries_.begin(); it != entries_.end();)
-        it = it->second.expires_ms <= now_ms ? entries_.erase(it) : std::next(it);
-      if (entries_.size() >= kMaxConversations) {
-        auto oldest = std::min_element(entries_.begin(), entries_.end(), [](auto& a, auto& b) {
-          return a.second.expires_ms < b.second.expires_ms;
-        });
-        entries_.erase(oldest);
-      }
-    }
-    entries_[id] = Entry{std::move(messages), now_ms + ttl_ms};
-  }
-
- private:
-  struct Entry {
-    std::vector<Message> messages;
-    int64_t expires_ms = 0;
-  };
-  std::mutex mu_;
-  std::map<std::string, Entry> entries_;
-};
-
 /// Keeps at most `max` messages, cutting only before a user message so a tool call is
 /// never separated from its result.
 void trim_history(std::vector<Message>& messages, size_t max) {
@@ -543,7 +502,9 @@ RuleSpec ai_agent_spec() {
       "`answered` with the answer in `output`, `budget_exceeded` when the model still wanted "
       "tools after max_steps model calls, and `error` when a model call failed or timed out "
       "(AI_ERROR says why). With `conversation`, the exchange is remembered under that id "
-      "for memory_ttl_s seconds and the next request with the same id continues it. Every "
+      "for memory_ttl_s seconds and the next request with the same id continues it: in the "
+      "agent's memory, or with memory: database in a table of a configured database that "
+      "every agent using it shares. Every "
       "step (prompt, tool call, tool result, tokens) is noted in the trace; `usage` gets "
       "{steps, tool_calls, prompt_tokens, completion_tokens}.";
   s.params = model_params(60000);
@@ -553,6 +514,18 @@ RuleSpec ai_agent_spec() {
                               "The most model calls for one request, 1 to 50."));
   s.params.push_back(optional("conversation", ParamType::String, Value(""),
                               "The memory key (a template, e.g. ${session}); empty: no memory."));
+  s.params.push_back({"memory",
+                      ParamType::String,
+                      false,
+                      Value("memory"),
+                      "Where conversations are kept: memory (this agent, until a new deploy) or "
+                      "database (the table memory_table of memory_database, shared by every "
+                      "agent using it).",
+                      {"memory", "database"}});
+  s.params.push_back(optional("memory_database", ParamType::String, Value(""),
+                              "With memory: database, a database name from cap.json `databases`."));
+  s.params.push_back(optional("memory_table", ParamType::String, Value("cap_conversations"),
+                              "With memory: database, the table (created on first use)."));
   s.params.push_back(optional("memory_ttl_s", ParamType::Number, Value(3600),
                               "Seconds a conversation is kept after its last use."));
   s.params.push_back(optional("memory_messages", ParamType::Number, Value(40),
@@ -568,7 +541,8 @@ RuleSpec ai_agent_spec() {
 
 class AiAgentRule : public Rule {
  public:
-  AiAgentRule(CompileContext& cc, const Params& p, std::vector<std::string> tools)
+  AiAgentRule(CompileContext& cc, const Params& p, std::vector<std::string> tools,
+              std::unique_ptr<ConversationStore> memory)
       : model_(p),
         tools_(std::move(tools)),
         max_steps_(p["max_steps"]),
@@ -576,7 +550,8 @@ class AiAgentRule : public Rule {
         ttl_(p["memory_ttl_s"]),
         keep_(p["memory_messages"]),
         output_(p["output"]),
-        usage_(p["usage"]) {
+        usage_(p["usage"]),
+        memory_(std::move(memory)) {
     error_ = cc.env().symbols.intern("AI_ERROR");
   }
 
@@ -601,7 +576,10 @@ class AiAgentRule : public Rule {
       r.tools.push_back({rs->name, rs->description, tool_schema(*rs)});
     }
 
-    if (!conversation.empty()) r.messages = memory_.load(conversation, ctx.now_ms());
+    if (!conversation.empty()) {
+      std::string why;
+      if (!memory_->load(ctx, conversation, &r.messages, &why)) return fail(ctx, kError, why);
+    }
     size_t first_new = r.messages.size();
     Message user;
     user.content = model_.prompt(ctx);
@@ -641,7 +619,12 @@ class AiAgentRule : public Rule {
         }
         if (!conversation.empty()) {
           trim_history(r.messages, keep);
-          memory_.save(conversation, std::move(r.messages), ctx.now_ms(), ttl_ms);
+          std::string why;
+          if (!memory_->save(ctx, conversation, r.messages, ttl_ms, &why)) {
+            // The answer stands; the next request starts from what the store still holds.
+            ctx.logger().log(LogLevel::Warn, why);
+            if (ctx.tracing()) ctx.note(why);
+          }
         }
         set_usage(step);
         ctx.vars.set(output_.slot(), Value(reply.content));
@@ -704,8 +687,55 @@ class AiAgentRule : public Rule {
   Param max_steps_, conversation_, ttl_, keep_, output_, usage_;
   uint32_t error_ = 0;
   mutable Usage stats_;
-  mutable ConversationMemory memory_;
+  std::unique_ptr<ConversationStore> memory_;
 };
+
+/// The conversation store a node's memory parameters choose; nullptr after reporting
+/// errors.
+std::unique_ptr<ConversationStore> compile_memory(CompileContext& cc) {
+  const Params& p = cc.params();
+  const Param& kind = p["memory"];
+  const Param& database = p["memory_database"];
+  const Param& table = p["memory_table"];
+  bool ok = true;
+  for (std::string_view name : {"memory", "memory_database", "memory_table"}) {
+    if (!p[name].is_constant()) {
+      cc.error(name, "must be written in the rule set, not a template");
+      ok = false;
+    }
+  }
+  if (!ok) return nullptr;
+  std::string db = database.constant_value().to_text();
+  std::string tbl = table.constant_value().to_text();
+  if (kind.constant_value().to_text() != "database") {
+    if (!db.empty()) {
+      cc.error("memory_database", "is used only with memory: database (memory is memory)");
+      return nullptr;
+    }
+    return memory_conversations();
+  }
+  if (db.empty()) {
+    cc.error("memory_database",
+             "memory: database needs memory_database, a database name from cap.json `databases`");
+    ok = false;
+  } else if (!cc.databases().count(db)) {
+    std::string names;
+    for (auto& [k, v] : cc.databases()) names += (names.empty() ? "" : ", ") + k;
+    cc.error("memory_database",
+             "no database '" + db + "' in cap.json `databases` (" +
+                 (names.empty() ? std::string("it names none") : "it names " + names) + ")");
+    ok = false;
+  }
+  if (!valid_table_name(tbl)) {
+    cc.error("memory_table",
+             "must be a plain table name (a letter or _, then letters, digits "
+             "or _, at most 63), got '" +
+                 tbl + "'");
+    ok = false;
+  }
+  if (!ok) return nullptr;
+  return database_conversations(std::move(db), std::move(tbl), cc.node_id());
+}
 
 std::unique_ptr<Rule> make_ai_agent(CompileContext& cc) {
   bool ok = ModelSettings::check(cc) && check_number(cc, "max_steps", 1, 50, true) &&
@@ -746,8 +776,9 @@ std::unique_ptr<Rule> make_ai_agent(CompileContext& cc) {
     }
     names.push_back(name);
   }
-  if (!ok) return nullptr;
-  return std::make_unique<AiAgentRule>(cc, cc.params(), std::move(names));
+  std::unique_ptr<ConversationStore> memory = compile_memory(cc);
+  if (!ok || !memory) return nullptr;
+  return std::make_unique<AiAgentRule>(cc, cc.params(), std::move(names), std::move(memory));
 }
 
 }  // namespace

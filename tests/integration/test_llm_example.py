@@ -13,7 +13,7 @@ import urllib.parse
 
 from agent_harness import SOURCE_DIR, AgentTestCase
 from llm_server import LlmServer
-from postgres_harness import PostgresServer
+from postgres_harness import SharedPostgres
 
 EXAMPLE = os.path.join(SOURCE_DIR, "examples", "support-agent")
 
@@ -161,16 +161,8 @@ class SupportAgentExampleTest(AgentTestCase):
         self.assertEqual(json.loads(r.json()["result"]["content"][0]["text"])["status"], "delivered")
 
 
-class SupportAgentPostgresTest(AgentTestCase):
+class SupportAgentPostgresTest(SharedPostgres, AgentTestCase):
     """The same example on a real PostgreSQL, as on AWS (RDS): CAP_DB_URL names it."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = PostgresServer()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.close()
 
     def setUp(self):
         self.agent_env = {"CAP_DB_URL": self.pg.url}
