@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -228,7 +229,9 @@ struct Usage {
 
 /// Calls the model and notes the call in the trace: what was asked (the last message) and
 /// what came back, with the tokens. Never the credential.
-ChatReply call_model(ExecContext& ctx, const ChatRequest& r, Usage& usage, int step) {
+/// With `delta`, the answer's text is handed to it as the model writes it (chat_stream).
+ChatReply call_model(ExecContext& ctx, const ChatRequest& r, Usage& usage, int step,
+                     const llm::Delta* delta = nullptr) {
   std::string prefix = step > 0 ? "step " + std::to_string(step) + ": " : std::string();
   if (ctx.tracing()) {
     std::string last;
@@ -247,7 +250,7 @@ ChatReply call_model(ExecContext& ctx, const ChatRequest& r, Usage& usage, int s
   if (!http) {
     reply.error = "this host has no HTTP client";
   } else {
-    reply = llm::chat(*http, r);
+    reply = delta ? llm::chat_stream(*http, r, *delta) : llm::chat(*http, r);
   }
   usage.add(reply);
   if (ctx.tracing()) {
@@ -285,6 +288,62 @@ Value usage_value(uint64_t prompt, uint64_t completion, const std::string& finis
   m.set("model", Value(model));
   return Value(std::move(m));
 }
+
+/// The response as server-sent events (`Content-Type: text/event-stream`), begun at the
+/// first event. A host that cannot stream (capctl) gets the events as one body.
+class EventStream {
+ public:
+  explicit EventStream(ExecContext& ctx) : res_(ctx.response()), out_(res_.streamer) {}
+
+  /// Sends `data: JSON` under `event` ("" for the default event, "message"). False when
+  /// the client is gone.
+  bool send(std::string_view event, Value data) {
+    std::string text;
+    if (!event.empty()) text.append("event: ").append(event).append("\n");
+    text.append("data: ").append(to_json(data)).append("\n\n");
+    if (!started_) {
+      started_ = true;
+      res_.set = true;
+      res_.status = 200;
+      res_.content_type = "text/event-stream";
+      res_.body.clear();
+      if (out_) {
+        res_.streamed = true;
+        gone_ = !out_->begin(200, "text/event-stream", {{"Cache-Control", "no-cache"}});
+      }
+    }
+    if (gone_) return false;
+    if (!out_) {
+      res_.body += text;
+      return true;
+    }
+    gone_ = !out_->write(text);
+    return !gone_;
+  }
+  /// `data: {"delta": text}`.
+  bool delta(std::string_view text) {
+    Map m;
+    m.set("delta", Value(text));
+    return send("", Value(std::move(m)));
+  }
+  /// Sends `event` with `data: {"error": why}`.
+  void error(std::string_view event, const std::string& why) {
+    Map m;
+    m.set("error", Value(why));
+    send(event, Value(std::move(m)));
+  }
+  /// Ends the body (cut short when the client is gone).
+  void end() {
+    if (started_ && out_) out_->end(!gone_);
+  }
+  bool started() const { return started_; }
+  bool client_gone() const { return gone_; }
+
+ private:
+  Response& res_;
+  StreamingResponse* out_;
+  bool started_ = false, gone_ = false;
+};
 
 // ---------------------------------------------------------------------------------------
 // LlmChat
@@ -368,29 +427,7 @@ class LlmChatRule : public Rule {
   /// Nothing is sent when the model fails before its first words: the chain points then
   /// answer as usual. A host without streaming (capctl) gets the same events as one body.
   int streamed(ExecContext& ctx, ChatRequest& r) const {
-    Response& res = ctx.response();
-    StreamingResponse* out = res.streamer;
-    bool started = false, client_gone = false;
-    auto send = [&](const std::string& event) {
-      if (!started) {
-        started = true;
-        res.set = true;
-        res.status = 200;
-        res.content_type = "text/event-stream";
-        res.body.clear();
-        if (out) {
-          res.streamed = true;
-          client_gone = !out->begin(200, "text/event-stream", {{"Cache-Control", "no-cache"}});
-        }
-      }
-      if (client_gone) return false;
-      if (!out) {
-        res.body += event;
-        return true;
-      }
-      client_gone = !out->write(event);
-      return !client_gone;
-    };
+    EventStream events(ctx);
     if (ctx.tracing())
       ctx.note("prompt to " + r.model + " (streamed), user: '" + clip(r.messages.back().content) +
                "'");
@@ -398,14 +435,11 @@ class LlmChatRule : public Rule {
     if (!ctx.services.http) {
       reply.error = "this host has no HTTP client";
     } else {
-      reply = llm::chat_stream(*ctx.services.http, r, [&](std::string_view text) {
-        Map m;
-        m.set("delta", Value(text));
-        return send("data: " + to_json(Value(std::move(m))) + "\n\n");
-      });
+      reply = llm::chat_stream(*ctx.services.http, r,
+                               [&](std::string_view text) { return events.delta(text); });
     }
     stats_.add(reply);
-    if (client_gone && reply.status != ChatReply::Status::Ok) {
+    if (events.client_gone() && reply.status != ChatReply::Status::Ok) {
       reply.status = ChatReply::Status::Error;
       reply.error = "the client went away while the answer was streamed";
     }
@@ -430,18 +464,17 @@ class LlmChatRule : public Rule {
     }
     if (reply.status != ChatReply::Status::Ok)
       chain = reply.status == ChatReply::Status::Timeout ? kTimeout : kError;
-    if (started) {
-      Map end;
+    if (events.started()) {
       if (chain == kOk) {
+        Map end;
         end.set("prompt_tokens", Value(reply.prompt_tokens));
         end.set("completion_tokens", Value(reply.completion_tokens));
         end.set("finish_reason", Value(reply.finish_reason));
-        send("event: done\ndata: " + to_json(Value(std::move(end))) + "\n\n");
+        events.send("done", Value(std::move(end)));
       } else {
-        end.set("error", Value(why));
-        send("event: error\ndata: " + to_json(Value(std::move(end))) + "\n\n");
+        events.error("error", why);
       }
-      if (out) out->end(!client_gone);
+      events.end();
     }
     if (chain != kOk) return fail(ctx, chain, why);
     ctx.vars.set(usage_.slot(), usage_value(reply.prompt_tokens, reply.completion_tokens,
@@ -506,7 +539,9 @@ RuleSpec ai_agent_spec() {
       "agent's memory, or with memory: database in a table of a configured database that "
       "every agent using it shares. Every "
       "step (prompt, tool call, tool result, tokens) is noted in the trace; `usage` gets "
-      "{steps, tool_calls, prompt_tokens, completion_tokens}.";
+      "{steps, tool_calls, prompt_tokens, completion_tokens}. With `stream`, the rule answers "
+      "the request as server-sent events: tool_call and tool_result events, the answer's "
+      "words as data {\"delta\"}, then done (or error, budget_exceeded).";
   s.params = model_params(60000);
   s.params.push_back(optional("tools", ParamType::List, Value(List()),
                               "Rule set names the model may call; each needs a description."));
@@ -534,6 +569,10 @@ RuleSpec ai_agent_spec() {
                               "The variable that gets the answer."));
   s.params.push_back(optional("usage", ParamType::Variable, Value("AI_USAGE"),
                               "The variable that gets the step and token counts."));
+  s.params.push_back(optional("stream", ParamType::Boolean, Value(false),
+                              "Send the steps (tool_call, tool_result) and the answer's words to "
+                              "the client as server-sent events (this rule then makes the "
+                              "response)."));
   s.chain_points = {"answered", "error", "budget_exceeded"};
   s.may_wait = true;
   return s;
@@ -551,6 +590,7 @@ class AiAgentRule : public Rule {
         keep_(p["memory_messages"]),
         output_(p["output"]),
         usage_(p["usage"]),
+        stream_(p["stream"]),
         memory_(std::move(memory)) {
     error_ = cc.env().symbols.intern("AI_ERROR");
   }
@@ -589,23 +629,37 @@ class AiAgentRule : public Rule {
                                     : "conversation '" + clip(conversation, 80) +
                                           "': " + std::to_string(first_new) + " earlier messages");
 
+    // With `stream`, the response is begun at the first event (words or a tool call); a
+    // failure before that takes the chain points with no response made.
+    std::optional<EventStream> events;
+    if (stream_.boolean(ctx)) events.emplace(ctx);
+    const llm::Delta delta = [&events](std::string_view text) { return events->delta(text); };
+    EventStream* stream = events ? &*events : nullptr;
+    const std::string gone = "the client went away while the answer was streamed";
+
     uint64_t prompt_tokens = 0, completion_tokens = 0, tool_calls = 0;
-    auto set_usage = [&](int steps) {
+    auto usage_map = [&](int steps) {
       Map m;
       m.set("steps", Value(steps));
       m.set("tool_calls", Value(tool_calls));
       m.set("prompt_tokens", Value(prompt_tokens));
       m.set("completion_tokens", Value(completion_tokens));
-      ctx.vars.set(usage_.slot(), Value(std::move(m)));
+      return m;
     };
+    auto set_usage = [&](int steps) { ctx.vars.set(usage_.slot(), Value(usage_map(steps))); };
     for (int step = 1; step <= max_steps; ++step) {
-      ChatReply reply = call_model(ctx, r, stats_, step);
+      ChatReply reply = call_model(ctx, r, stats_, step, stream ? &delta : nullptr);
       prompt_tokens += reply.prompt_tokens;
       completion_tokens += reply.completion_tokens;
+      if (stream && stream->client_gone()) {
+        set_usage(step);
+        return fail(ctx, kError, gone, stream);
+      }
       if (reply.status != ChatReply::Status::Ok) {
         set_usage(step);
         return fail(ctx, kError,
-                    (reply.status == ChatReply::Status::Timeout ? "timeout: " : "") + reply.error);
+                    (reply.status == ChatReply::Status::Timeout ? "timeout: " : "") + reply.error,
+                    stream);
       }
       Message said;
       said.role = Message::Role::Assistant;
@@ -615,7 +669,8 @@ class AiAgentRule : public Rule {
       if (reply.tool_calls.empty()) {
         if (reply.content.empty() && reply.finish_reason == "length") {
           set_usage(step);
-          return fail(ctx, kError, "the model's answer was cut off at max_tokens before any text");
+          return fail(ctx, kError, "the model's answer was cut off at max_tokens before any text",
+                      stream);
         }
         if (!conversation.empty()) {
           trim_history(r.messages, keep);
@@ -627,6 +682,12 @@ class AiAgentRule : public Rule {
           }
         }
         set_usage(step);
+        if (stream) {
+          Map done = usage_map(step);
+          done.set("finish_reason", Value(reply.finish_reason));
+          stream->send("done", Value(std::move(done)));
+          stream->end();
+        }
         ctx.vars.set(output_.slot(), Value(reply.content));
         ctx.vars.erase(error_);
         return kAnswered;
@@ -644,6 +705,10 @@ class AiAgentRule : public Rule {
         if (ctx.tracing())
           ctx.note("step " + std::to_string(step) + ": tool call " + call.name + " " +
                    clip(call.arguments_text.empty() ? std::string("{}") : call.arguments_text));
+        if (stream && !stream->send("tool_call", step_event(step, call, nullptr))) {
+          set_usage(step);
+          return fail(ctx, kError, gone, stream);
+        }
         if (!tool) {
           result.tool_error = true;
           result.content = "error: there is no tool named '" + call.name + "'";
@@ -660,13 +725,18 @@ class AiAgentRule : public Rule {
         if (ctx.tracing())
           ctx.note("step " + std::to_string(step) + ": tool result " + call.name + " " +
                    clip(result.content));
+        if (stream && !stream->send("tool_result", step_event(step, call, &result))) {
+          set_usage(step);
+          return fail(ctx, kError, gone, stream);
+        }
         r.messages.push_back(std::move(result));
       }
     }
     set_usage(max_steps);
     return fail(ctx, kBudget,
                 "no answer after " + std::to_string(max_steps) +
-                    " model calls (max_steps): the model still asked for tools");
+                    " model calls (max_steps): the model still asked for tools",
+                stream);
   }
 
   void counters(std::vector<std::pair<std::string, uint64_t>>& out) const override {
@@ -674,17 +744,38 @@ class AiAgentRule : public Rule {
   }
 
  private:
-  int fail(ExecContext& ctx, int chain, std::string why) const {
+  /// Takes `chain` with AI_ERROR = why; a stream already begun ends with an `error` or
+  /// `budget_exceeded` event.
+  int fail(ExecContext& ctx, int chain, std::string why, EventStream* stream = nullptr) const {
     if (ctx.tracing()) ctx.note((chain == kBudget ? "budget exceeded: " : "error: ") + why);
+    if (stream && stream->started()) {
+      stream->error(chain == kBudget ? "budget_exceeded" : "error", why);
+      stream->end();
+    }
     ctx.vars.erase(output_.slot());
     ctx.vars.set(error_, Value(std::move(why)));
     return chain;
   }
 
+  /// A tool_call event (result null) or a tool_result event of the stream.
+  static Value step_event(int step, const llm::ToolCall& call, const Message* result) {
+    Map m;
+    m.set("step", Value(step));
+    m.set("id", Value(call.id));
+    m.set("name", Value(call.name));
+    if (!result) {
+      m.set("arguments", call.arguments.is_map() ? call.arguments : Value(call.arguments_text));
+    } else {
+      m.set("result", Value(result->content));
+      m.set("error", Value(result->tool_error));
+    }
+    return Value(std::move(m));
+  }
+
   static constexpr int kAnswered = 0, kError = 1, kBudget = 2;
   ModelSettings model_;
   std::vector<std::string> tools_;
-  Param max_steps_, conversation_, ttl_, keep_, output_, usage_;
+  Param max_steps_, conversation_, ttl_, keep_, output_, usage_, stream_;
   uint32_t error_ = 0;
   mutable Usage stats_;
   std::unique_ptr<ConversationStore> memory_;

@@ -14,6 +14,7 @@ import urllib.parse
 from agent_harness import SOURCE_DIR, AgentTestCase
 from llm_server import LlmServer
 from postgres_harness import SharedPostgres
+from test_llm_stream import events
 
 EXAMPLE = os.path.join(SOURCE_DIR, "examples", "support-agent")
 
@@ -92,6 +93,23 @@ class SupportAgentExampleTest(AgentTestCase):
         self.assertEqual(r.json()["answer"], "I cannot find order Z-77; please check the id in your confirmation.")
         self.assertEqual(self.tool_results(1), [
             "There is no order 'Z-77'. Order ids look like A-1001: ask the customer to check the id in the order confirmation."])
+
+    def test_streamed_to_a_client_that_accepts_events(self):
+        self.llm.tool_call(("lookup_order", {"order_id": "A-1002"}))
+        self.llm.answer("A-1002 is being prepared.", pieces=["A-1002 is ", "being prepared."])
+        r = self.agent.web("GET", "/ask?q=Where+is+A-1002%3F&session=ev", headers={"Accept": "text/event-stream"})
+        self.assertEqual((r.status, r.headers["content-type"]), (200, "text/event-stream"))
+        got = events(r.text())
+        self.assertEqual([name for name, _ in got], ["tool_call", "tool_result", "message", "message", "done"])
+        self.assertEqual(got[0][1]["arguments"], {"order_id": "A-1002"})
+        self.assertEqual(json.loads(got[1][1]["result"])["status"], "processing")
+        self.assertEqual("".join(d["delta"] for name, d in got if name == "message"), "A-1002 is being prepared.")
+        # A failure before the first event still gets the JSON error.
+        for _ in range(3):
+            self.llm.raw(503, b'{"error": {"message": "overloaded"}}')
+        r = self.agent.web("GET", "/ask?q=Hi", headers={"Accept": "text/event-stream"})
+        self.assertEqual(r.status, 503, r)
+        self.assertIn("unavailable", r.json()["error"])
 
     def test_order_tool_with_bad_arguments(self):
         self.llm.tool_call(("lookup_order", {"id": "A-1001"}))
