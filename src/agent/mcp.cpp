@@ -316,8 +316,63 @@ std::string error_body(int code, std::string message) {
 
 }  // namespace
 
-McpServer::McpServer(ServingSlot& slot) : slot_(slot) {
+McpServer::McpServer(ServingSlot& slot, Metrics& metrics) : slot_(slot) {
+  metrics.add_section(
+      "mcp", [this](std::string& out) { append_prometheus(out); },
+      [this] { return stats_value(); });
   thread_ = std::thread([this] { housekeeping(); });
+}
+
+Value McpServer::stats_value() const {
+  size_t sessions = 0, streams = 0, calls = 0;
+  {
+    std::lock_guard lock(mu_);
+    sessions = sessions_.size();
+    for (const auto& [id, s] : sessions_) streams += s->stream && s->stream->is_open();
+    calls = calls_.size();
+  }
+  Map m;
+  m.set("sessions", Value(static_cast<double>(sessions)));
+  m.set("event_streams", Value(static_cast<double>(streams)));
+  m.set("streamed_calls_running", Value(static_cast<double>(calls)));
+  m.set("sessions_opened", Value(static_cast<double>(opened_.load())));
+  m.set("sessions_refused", Value(static_cast<double>(refused_.load())));
+  m.set("sessions_expired", Value(static_cast<double>(expired_.load())));
+  m.set("sessions_ended_by_clients", Value(static_cast<double>(ended_.load())));
+  m.set("tool_calls", Value(static_cast<double>(tool_calls_.load())));
+  m.set("tool_errors", Value(static_cast<double>(tool_errors_.load())));
+  m.set("streamed_calls", Value(static_cast<double>(progress_streams_.load())));
+  return Value(std::move(m));
+}
+
+void McpServer::append_prometheus(std::string& out) const {
+  Value v = stats_value();
+  struct Series {
+    const char* name;
+    const char* key;
+    const char* type;
+    const char* help;
+  };
+  static const Series series[] = {
+      {"cap_mcp_sessions", "sessions", "gauge", "MCP sessions open now."},
+      {"cap_mcp_event_streams", "event_streams", "gauge", "MCP event streams (GET) open now."},
+      {"cap_mcp_sessions_opened_total", "sessions_opened", "counter", "MCP sessions opened."},
+      {"cap_mcp_sessions_refused_total", "sessions_refused", "counter",
+       "initialize requests refused because max_sessions sessions were open."},
+      {"cap_mcp_sessions_expired_total", "sessions_expired", "counter",
+       "MCP sessions ended after session_ttl_s unused."},
+      {"cap_mcp_sessions_ended_total", "sessions_ended_by_clients", "counter",
+       "MCP sessions ended by their clients (DELETE)."},
+      {"cap_mcp_tool_calls_total", "tool_calls", "counter", "MCP tools/call requests."},
+      {"cap_mcp_tool_errors_total", "tool_errors", "counter",
+       "MCP tool calls answered with an error (isError or a JSON-RPC error)."},
+      {"cap_mcp_streamed_calls_total", "streamed_calls", "counter",
+       "MCP tool calls answered as event streams with progress."},
+  };
+  for (const Series& s : series) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", s.name, s.help, s.name, s.type,
+                       s.name, v.as_map().find(s.key)->as_number());
+  }
 }
 
 McpServer::~McpServer() {
@@ -407,7 +462,10 @@ std::shared_ptr<McpServer::Session> McpServer::find_session(Exchange& x, Reply& 
   int64_t now = now_ms();
   std::lock_guard lock(mu_);
   auto it = sessions_.find(std::string(id));
-  if (it != sessions_.end() && expired(*it->second, now, x.mcp().session_ttl_s)) {
+  if (it != sessions_.end() && (expired(*it->second, now, x.mcp().session_ttl_s) ||
+                                it->second->path != x.mcp().path)) {  // opened elsewhere
+    if (it->second->stream) it->second->stream->end();
+    if (it->second->path == x.mcp().path) ++expired_;
     sessions_.erase(it);
     it = sessions_.end();
   }
@@ -450,11 +508,12 @@ std::shared_ptr<McpServer::Session> McpServer::open_session(const Configuration&
   const McpSettings& mcp = cfg.mcp;
   int64_t now = now_ms();
   std::lock_guard lock(mu_);
-  std::erase_if(sessions_,
-                [&](const auto& e) { return expired(*e.second, now, mcp.session_ttl_s); });
+  expired_ += std::erase_if(
+      sessions_, [&](const auto& e) { return expired(*e.second, now, mcp.session_ttl_s); });
   if (sessions_.size() >= static_cast<size_t>(mcp.max_sessions)) {
     web_log().warn("MCP: refused a new session: all {} sessions (mcp.max_sessions) are open",
                    sessions_.size());
+    ++refused_;
     refusal =
         Reply{503,
               error_body(-32000, "too many MCP sessions: all " + std::to_string(mcp.max_sessions) +
@@ -474,6 +533,7 @@ std::shared_ptr<McpServer::Session> McpServer::open_session(const Configuration&
   s->last_used_ms = now;
   s->busy = 1;
   sessions_.emplace(s->id, s);
+  ++opened_;
   web_log().info("MCP: session opened ({} open)", sessions_.size());
   return s;
 }
@@ -550,11 +610,13 @@ std::optional<McpServer::Reply> McpServer::post_messages(Exchange& x) {
       std::lock_guard lock(mu_);
       call_id = next_call_++;
       calls_.emplace(call_id, call);
+      ++progress_streams_;
       send_progress(*call, call->tool + ": started");
     }
     std::vector<Value> answers;
     for (const Value& m : *messages) {
       Value a = dispatch(x.runtime, m, version);
+      count_tool_call(m, a);
       if (!a.is_null()) answers.push_back(std::move(a));
     }
     {
@@ -570,6 +632,7 @@ std::optional<McpServer::Reply> McpServer::post_messages(Exchange& x) {
   List answers;
   for (const Value& m : *messages) {
     Value a = dispatch(x.runtime, m, version);
+    count_tool_call(m, a);
     if (!a.is_null()) answers.push_back(std::move(a));
   }
   if (session) saw_tools(*session, x.runtime.configuration(), *messages);
@@ -585,6 +648,14 @@ std::optional<McpServer::Reply> McpServer::post_messages(Exchange& x) {
   }
   r.body += '\n';
   return r;
+}
+
+void McpServer::count_tool_call(const Value& request, const Value& answer) {
+  if (!is_request(request, "tools/call")) return;
+  ++tool_calls_;
+  const Value* result = field(answer, "result");
+  const Value* is_error = result ? field(*result, "isError") : nullptr;
+  if (!result || (is_error && is_error->is_bool() && is_error->as_bool())) ++tool_errors_;
 }
 
 void McpServer::saw_tools(Session& s, const Configuration& cfg, const List& messages) {
@@ -649,6 +720,7 @@ std::optional<McpServer::Reply> McpServer::end_session(Exchange& x) {
     std::lock_guard lock(mu_);
     --session->busy;
     sessions_.erase(session->id);
+    ++ended_;
     if (session->stream) session->stream->end();
     session->stream.reset();
     left = sessions_.size();
@@ -714,7 +786,8 @@ void McpServer::tick(int64_t now) {
     else
       s->stream.reset();  // it went away: the idle clock starts now
   }
-  std::erase_if(sessions_, [&](const auto& e) { return expired(*e.second, now, ttl_s_); });
+  expired_ +=
+      std::erase_if(sessions_, [&](const auto& e) { return expired(*e.second, now, ttl_s_); });
   if (now >= next_keepalive_ms_) {
     for (auto& [id, s] : sessions_)
       if (s->stream) s->stream->send_comment("keep-alive");

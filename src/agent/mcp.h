@@ -30,6 +30,7 @@
 // session ids never reach a log line, a trace or an error.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -40,6 +41,7 @@
 #include <string>
 #include <thread>
 
+#include "agent/metrics.h"
 #include "agent/serving.h"
 #include "cap/engine.h"
 #include "net/http_server.h"
@@ -51,8 +53,9 @@ class SseChannel;
 class McpServer {
  public:
   /// Starts the housekeeping thread: session expiry, keep-alives, progress of running calls,
-  /// and watching `slot` for configurations that change the tool list.
-  explicit McpServer(ServingSlot& slot);
+  /// and watching `slot` for configurations that change the tool list. Adds the "mcp"
+  /// section to `metrics` (/metrics and GET /v1/stats): call it before serving.
+  McpServer(ServingSlot& slot, Metrics& metrics);
   /// Ends every stream and joins the thread.
   ~McpServer();
   McpServer(const McpServer&) = delete;
@@ -87,6 +90,8 @@ class McpServer {
                                         Reply& refusal);
   /// Remembers the tool list a session got when `messages` asked for it.
   void saw_tools(Session& s, const Configuration& cfg, const List& messages);
+  /// Counts `request` for metrics when it is a tools/call (an error when `answer` is one).
+  void count_tool_call(const Value& request, const Value& answer);
   /// Sends notifications/tools/list_changed on the session's stream when `tools` (a hash)
   /// is not the list it last got. Under mu_.
   void tell_tools_changed_locked(Session& s, size_t tools);
@@ -97,6 +102,8 @@ class McpServer {
   void tick(int64_t now_ms);
   void watch_configuration();
   void end_all_sessions_locked();
+  void append_prometheus(std::string& out) const;
+  Value stats_value() const;
 
   ServingSlot& slot_;
   mutable std::mutex mu_;
@@ -110,6 +117,9 @@ class McpServer {
   uint64_t seen_serial_ = 0;
   int ttl_s_ = 1800, keepalive_s_ = 15;
   int64_t next_keepalive_ms_ = 0;
+  // Counted since start, for metrics.
+  std::atomic<uint64_t> opened_{0}, refused_{0}, expired_{0}, ended_{0}, tool_calls_{0},
+      tool_errors_{0}, progress_streams_{0};
   std::thread thread_;
 };
 

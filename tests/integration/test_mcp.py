@@ -285,6 +285,13 @@ class McpTest(AgentTestCase):
         self.assertEqual(r.status, 404, r)
         # The site itself still answers on the same port.
         self.assertEqual(self.agent.web("GET", "/other").text(), "site /other")
+        stats = self.agent.mgmt("GET", "/v1/stats").json()["mcp"]
+        self.assertEqual((stats["sessions_opened"], stats["sessions_ended_by_clients"], stats["sessions"]), (1, 1, 0))
+        self.assertEqual((stats["tool_calls"], stats["tool_errors"]), (6, 3))
+        metrics = self.agent.mgmt("GET", "/metrics").text()
+        self.assertIn("cap_mcp_tool_calls_total 6\n", metrics)
+        self.assertIn("cap_mcp_sessions_ended_total 1\n", metrics)
+        self.assertNotIn(session, metrics + json.dumps(stats) + self.agent.log_text())
 
     def test_sdk_client_with_a_wrong_token_is_refused(self):
         self.agent.deploy_ok(tools_config())
@@ -436,6 +443,9 @@ class McpTest(AgentTestCase):
         for sid in (a, b):
             self.session = sid
             self.assertEqual(self.rpc(PING).status, 200)
+        metrics = self.agent.mgmt("GET", "/metrics").text()
+        self.assertIn("cap_mcp_sessions 2\n", metrics)
+        self.assertIn("cap_mcp_sessions_refused_total 1\n", metrics)
         self.assertEqual(self.raw("DELETE", session=a).status, 204)
         self.initialize()
         self.assertNotIn(self.session, (a, b))
@@ -451,6 +461,8 @@ class McpTest(AgentTestCase):
         self.session = idle
         r = self.rpc(PING)
         self.assertEqual(r.status, 404, r)
+        stats = self.agent.mgmt("GET", "/v1/stats").json()["mcp"]
+        self.assertGreaterEqual(stats["sessions_expired"], 1)
 
     def test_origins(self):
         self.agent.deploy_ok(tools_config())
@@ -558,6 +570,7 @@ class McpTest(AgentTestCase):
         self.assertEqual((es.status, es.headers["content-type"]), (200, "text/event-stream"))
         self.assertEqual(es.headers["mcp-session-id"], self.session)
         self.assertEqual(es.headers["cache-control"], "no-cache")
+        self.assertEqual(self.agent.mgmt("GET", "/v1/stats").json()["mcp"]["event_streams"], 1)
         # Keep-alive comments while nothing happens.
         self.assertEqual(es.next(), ("comment", "keep-alive"))
         # A new configuration with another tool list: the stream hears of it.
@@ -622,6 +635,7 @@ class McpTest(AgentTestCase):
             "content": [{"type": "text", "text": "the slow answer"}], "isError": False}})
         self.assertTrue(all(e[1]["method"] == "notifications/progress" for e in seen[:-1]), seen)
         self.assertIsNone(es.next())  # the stream ends with the answer
+        self.assertIn("cap_mcp_streamed_calls_total 1\n", self.agent.mgmt("GET", "/metrics").text())
         # Without a progressToken the same call is answered as JSON; the session goes on.
         call["params"].pop("_meta")
         r = self.rpc(call)
