@@ -284,6 +284,7 @@ struct McpServer::Exchange {
   const Request& req;
   net::Deferred& deferred;
   const std::function<void(int)>& before_answer;
+  Headers cors;  // for a browser app on a listed origin: added to every answer
   const McpSettings& mcp() const { return runtime.configuration().mcp; }
 };
 
@@ -301,6 +302,9 @@ struct McpServer::Session {
 struct McpServer::Call {
   std::shared_ptr<SseChannel> stream;
   Value token;
+  std::string session;  // "" without sessions
+  Value request_id;     // what notifications/cancelled names
+  bool cancelled = false;
   std::string tool;
   int64_t started_ms = 0, next_ms = 0;
   int64_t count = 0;
@@ -404,9 +408,10 @@ void McpServer::end_all_sessions_locked() {
 
 void McpServer::handle(Runtime& runtime, const Request& req, net::Deferred& deferred,
                        const std::function<void(int)>& before_answer) {
-  Exchange x{runtime, req, deferred, before_answer};
+  Exchange x{runtime, req, deferred, before_answer, {}};
   std::optional<Reply> r = serve(x);
   if (!r) return;  // answered as a stream
+  for (auto& h : x.cors) r->headers.push_back(h);
   before_answer(r->status);
   deferred.respond(net::ResponseView{r->status, r->body.empty() ? "" : "application/json",
                                      r->headers, r->body, false});
@@ -416,6 +421,24 @@ std::optional<McpServer::Reply> McpServer::serve(Exchange& x) {
   const McpSettings& mcp = x.mcp();
   std::string_view method = x.req.method;
   bool post = method == "POST", get = method == "GET", del = method == "DELETE";
+  const char* allowed = mcp.sessions ? "GET, POST, DELETE, OPTIONS" : "POST, OPTIONS";
+  if (method == "OPTIONS") {  // a browser's CORS preflight: no token is sent with it
+    if (!origin_allowed(mcp, x.req))
+      return Reply{403, error_body(-32000, "the Origin header is not one of mcp.origins"), {}};
+    Reply r{204, "", {{"Allow", allowed}}};
+    std::string_view origin = header(x.req, "origin");
+    if (!origin.empty() && !mcp.origins.empty()) {
+      r.headers.emplace_back("Access-Control-Allow-Origin", std::string(origin));
+      r.headers.emplace_back("Access-Control-Allow-Methods",
+                             mcp.sessions ? "GET, POST, DELETE" : "POST");
+      r.headers.emplace_back("Access-Control-Allow-Headers",
+                             "Authorization, Content-Type, Accept, Mcp-Session-Id, "
+                             "MCP-Protocol-Version, Last-Event-ID");
+      r.headers.emplace_back("Access-Control-Max-Age", "600");
+      r.headers.emplace_back("Vary", "Origin");
+    }
+    return r;
+  }
   if (!post && !(mcp.sessions && (get || del))) {
     Reply r{
         405,
@@ -423,7 +446,7 @@ std::optional<McpServer::Reply> McpServer::serve(Exchange& x) {
                                           "session's event stream) and DELETE (ends the session)"
                                         : "the MCP endpoint takes JSON-RPC messages by POST"),
         {}};
-    r.headers.emplace_back("Allow", mcp.sessions ? "GET, POST, DELETE" : "POST");
+    r.headers.emplace_back("Allow", allowed);
     return r;
   }
   if (!origin_allowed(mcp, x.req))
@@ -432,6 +455,11 @@ std::optional<McpServer::Reply> McpServer::serve(Exchange& x) {
         error_body(-32000, mcp.origins.empty() ? "the Origin header does not match the Host"
                                                : "the Origin header is not one of mcp.origins"),
         {}};
+  // A browser app on a listed origin may read the answers, the session id among them.
+  if (std::string_view origin = header(x.req, "origin"); !origin.empty() && !mcp.origins.empty())
+    x.cors = {{"Access-Control-Allow-Origin", std::string(origin)},
+              {"Access-Control-Expose-Headers", "Mcp-Session-Id, WWW-Authenticate"},
+              {"Vary", "Origin"}};
   if (!authorized(x.runtime, x.req)) {
     Reply r{401, error_body(-32000, "a valid bearer token is required"), {}};
     r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"cap-mcp\"");
@@ -591,18 +619,23 @@ std::optional<McpServer::Reply> McpServer::post_messages(Exchange& x) {
   } release{this, session.get()};
   Headers headers;
   if (session) headers.emplace_back("Mcp-Session-Id", session->id);
+  cancel_calls(session.get(), *messages);
 
   // An event stream when the client takes only that, or for a tool call that asked for
   // progress: notifications/progress while the rule set runs, then the result.
   Value token = messages->size() == 1 ? progress_token(messages->front()) : Value();
   if (has_request && sse_ok && (!json_ok || !token.is_null())) {
     x.before_answer(200);
+    for (auto& h : x.cors) headers.push_back(h);
     auto stream = SseChannel::open(x.deferred, headers);
     uint64_t call_id = 0;
+    std::shared_ptr<Call> call;
     if (!token.is_null()) {
-      auto call = std::make_shared<Call>();
+      call = std::make_shared<Call>();
       call->stream = stream;
       call->token = token;
+      call->session = session ? session->id : "";
+      call->request_id = *field(messages->front(), "id");
       const Value* name = field(*field(messages->front(), "params"), "name");
       call->tool = name && name->is_string() ? name->as_string() : "tool";
       call->started_ms = now_ms();
@@ -619,12 +652,15 @@ std::optional<McpServer::Reply> McpServer::post_messages(Exchange& x) {
       count_tool_call(m, a);
       if (!a.is_null()) answers.push_back(std::move(a));
     }
+    bool cancelled = false;
     {
       std::lock_guard lock(mu_);  // no progress after the answer
       calls_.erase(call_id);
+      cancelled = call && call->cancelled;
     }
     if (session) saw_tools(*session, x.runtime.configuration(), *messages);
-    for (const Value& a : answers) stream->send_message(to_json(a));
+    if (!cancelled)
+      for (const Value& a : answers) stream->send_message(to_json(a));
     stream->end();
     return std::nullopt;
   }
@@ -648,6 +684,31 @@ std::optional<McpServer::Reply> McpServer::post_messages(Exchange& x) {
   }
   r.body += '\n';
   return r;
+}
+
+void McpServer::cancel_calls(const Session* session, const List& messages) {
+  if (!session) return;  // without sessions a request id does not say whose call it is
+  for (const Value& m : messages) {
+    const Value* method = field(m, "method");
+    const Value* params = field(m, "params");
+    const Value* id = params ? field(*params, "requestId") : nullptr;
+    if (field(m, "id") || !method || !method->is_string() ||
+        method->as_string() != "notifications/cancelled" || !id)
+      continue;
+    std::lock_guard lock(mu_);
+    for (auto it = calls_.begin(); it != calls_.end(); ++it) {
+      Call& call = *it->second;
+      if (call.session != session->id || !(call.request_id == *id)) continue;
+      call.cancelled = true;
+      call.stream->end();
+      web_log().info(
+          "MCP: the client cancelled its call of {}; the rule set runs to its end and "
+          "its result is dropped",
+          call.tool);
+      calls_.erase(it);
+      break;
+    }
+  }
 }
 
 void McpServer::count_tool_call(const Value& request, const Value& answer) {
@@ -703,7 +764,9 @@ std::optional<McpServer::Reply> McpServer::open_stream(Exchange& x) {
     x.before_answer(200);
     old = std::move(session->stream);
     // Opened under the lock: once the client sees the head, notifications reach it.
-    session->stream = SseChannel::open(x.deferred, {{"Mcp-Session-Id", session->id}});
+    Headers headers{{"Mcp-Session-Id", session->id}};
+    for (auto& h : x.cors) headers.push_back(h);
+    session->stream = SseChannel::open(x.deferred, headers);
     // The tool list changed while no stream was open: say so now.
     tell_tools_changed_locked(*session, tools_hash(x.runtime.configuration()));
   }

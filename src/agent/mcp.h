@@ -8,8 +8,10 @@
 //
 // The endpoint, in the order a request meets it:
 //   method     POST (JSON-RPC messages), GET (the session's event stream), DELETE (ends the
-//              session); anything else 405. Without sessions only POST.
-//   origin     a browser's Origin must be one of "origins", or the Host's own: else 403
+//              session), OPTIONS (CORS preflight); anything else 405. Without sessions no GET
+//              or DELETE.
+//   origin     a browser's Origin must be one of "origins", or the Host's own: else 403.
+//              A listed origin gets CORS headers, so browser apps there can read answers.
 //   token      "Authorization: Bearer TOKEN" with the token from the vault (constant-time
 //              compare): else 401 with WWW-Authenticate
 //   version    an MCP-Protocol-Version header this server does not speak: 400
@@ -19,7 +21,8 @@
 //   messages   initialize, ping, tools/list, tools/call; notifications and client responses
 //              202; batches answered as a list. A tools/call carrying a progressToken, from a
 //              client that accepts text/event-stream, is answered as an event stream:
-//              notifications/progress while the rule set runs, then the result.
+//              notifications/progress while the rule set runs, then the result (none when
+//              the client cancels it with notifications/cancelled).
 //   streams    GET opens the session's event stream (one per session: a new one replaces
 //              the old): keep-alive comments, and notifications/tools/list_changed when a
 //              newly activated configuration offers a different tool list
@@ -90,6 +93,9 @@ class McpServer {
                                         Reply& refusal);
   /// Remembers the tool list a session got when `messages` asked for it.
   void saw_tools(Session& s, const Configuration& cfg, const List& messages);
+  /// Ends the streamed calls of `session` that notifications/cancelled in `messages` name:
+  /// no more progress, and no answer (their rule sets still run to their ends).
+  void cancel_calls(const Session* session, const List& messages);
   /// Counts `request` for metrics when it is a tools/call (an error when `answer` is one).
   void count_tool_call(const Value& request, const Value& answer);
   /// Sends notifications/tools/list_changed on the session's stream when `tools` (a hash)

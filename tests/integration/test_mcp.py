@@ -485,6 +485,27 @@ class McpTest(AgentTestCase):
         r = self.rpc(INIT, session=False, headers={"Origin": "https://evil.example"})
         self.assertEqual(r.status, 403)
         self.assertNotIn("mcp-session-id", r.headers)
+        self.assertNotIn("access-control-allow-origin", r.headers)
+        # A browser app on a listed origin: its preflight (no token) and its answers carry CORS
+        # headers, so it can read them and the session id.
+        r = self.agent.web("OPTIONS", "/mcp", headers={
+            "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, mcp-session-id"})
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(r.headers["access-control-allow-origin"], "https://app.example.com")
+        self.assertEqual(r.headers["access-control-allow-methods"], "GET, POST, DELETE")
+        self.assertIn("Mcp-Session-Id", r.headers["access-control-allow-headers"])
+        self.assertIn("Authorization", r.headers["access-control-allow-headers"])
+        r = self.agent.web("OPTIONS", "/mcp", headers={"Origin": "https://evil.example",
+                                                      "Access-Control-Request-Method": "POST"})
+        self.assertEqual(r.status, 403, r)
+        self.assertNotIn("access-control-allow-origin", r.headers)
+        r = self.rpc(INIT, session=False, headers={"Origin": "https://app.example.com"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.headers["access-control-allow-origin"], "https://app.example.com")
+        self.assertIn("Mcp-Session-Id", r.headers["access-control-expose-headers"])
+        r = self.rpc(PING, token="wrong", headers={"Origin": "https://app.example.com"})
+        self.assertEqual((r.status, r.headers["access-control-allow-origin"]), (401, "https://app.example.com"))
 
     def test_stateless(self):
         self.agent.deploy_ok(tools_config(mcp={"sessions": False}))
@@ -497,7 +518,7 @@ class McpTest(AgentTestCase):
         self.assertEqual(r.json()["result"]["content"][0]["text"], "Returns within 7 days.")
         for method in ("GET", "DELETE"):
             r = self.raw(method, {"Accept": "text/event-stream"})
-            self.assertEqual((r.status, r.headers["allow"]), (405, "POST"), (method, r))
+            self.assertEqual((r.status, r.headers["allow"]), (405, "POST, OPTIONS"), (method, r))
         out = self.sdk({"calls": [{"name": "faq", "arguments": {"days": 3}}]})
         self.assertNotIn("error", out, out)
         self.assertIsNone(out["session"])
@@ -525,7 +546,7 @@ class McpTest(AgentTestCase):
         for method in ("PUT", "PATCH"):
             r = self.raw(method, session=self.session)
             self.assertEqual(r.status, 405, r)
-            self.assertEqual(r.headers["allow"], "GET, POST, DELETE")
+            self.assertEqual(r.headers["allow"], "GET, POST, DELETE, OPTIONS")
         r = self.raw("GET", {"Accept": "application/json"}, session=self.session)
         self.assertEqual(r.status, 406, r)
         self.assertIn("Accept: text/event-stream", r.json()["error"]["message"])
@@ -641,6 +662,38 @@ class McpTest(AgentTestCase):
         r = self.rpc(call)
         self.assertEqual((r.status, r.headers["content-type"]), (200, "application/json"))
         self.assertEqual(r.json()["result"]["content"][0]["text"], "the slow answer")
+
+    def test_cancelled_streamed_call_gets_no_answer(self):
+        slow = SlowService()
+        self.addCleanup(slow.close)
+        self.agent.deploy_ok(tools_config(tools=["slow"], slow_url=slow.url))
+        self.initialize()
+        call = {"jsonrpc": "2.0", "id": "c-1", "method": "tools/call",
+                "params": {"name": "slow", "arguments": {}, "_meta": {"progressToken": 7}}}
+        es = self.stream("POST", body=call)
+        kind, first = es.next()
+        self.assertEqual((first["params"]["progressToken"], first["params"]["progress"]), (7, 0))
+        # Another session's cancel, or one naming another request, changes nothing.
+        cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "c-2"}}
+        self.assertEqual(self.rpc(cancel).status, 202)
+        mine = self.session
+        self.initialize()
+        cancel["params"]["requestId"] = "c-1"
+        self.assertEqual(self.rpc(cancel).status, 202)
+        kind, more = es.next()
+        self.assertEqual(more["method"], "notifications/progress")
+        # The caller's cancel ends the stream without an answer.
+        self.session = mine
+        self.assertEqual(self.rpc(cancel).status, 202)
+        while True:
+            ev = es.next()
+            if ev is None:
+                break
+            self.assertEqual(ev[1]["method"], "notifications/progress", ev)
+        self.assertTrue(self.agent.wait_for_log(r"MCP: the client cancelled its call of slow"))
+        slow.release()
+        # The session goes on.
+        self.assertEqual(self.rpc(PING).json()["result"], {})
 
     def test_stopping_ends_open_streams(self):
         self.agent.deploy_ok(tools_config())
