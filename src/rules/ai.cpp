@@ -11,11 +11,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "cap/engine.h"
+#include "rules/conversations.h"
 #include "rules/groups.h"
 #include "rules/llm_client.h"
 #include "rules/tools.h"
@@ -227,7 +229,9 @@ struct Usage {
 
 /// Calls the model and notes the call in the trace: what was asked (the last message) and
 /// what came back, with the tokens. Never the credential.
-ChatReply call_model(ExecContext& ctx, const ChatRequest& r, Usage& usage, int step) {
+/// With `delta`, the answer's text is handed to it as the model writes it (chat_stream).
+ChatReply call_model(ExecContext& ctx, const ChatRequest& r, Usage& usage, int step,
+                     const llm::Delta* delta = nullptr) {
   std::string prefix = step > 0 ? "step " + std::to_string(step) + ": " : std::string();
   if (ctx.tracing()) {
     std::string last;
@@ -246,7 +250,7 @@ ChatReply call_model(ExecContext& ctx, const ChatRequest& r, Usage& usage, int s
   if (!http) {
     reply.error = "this host has no HTTP client";
   } else {
-    reply = llm::chat(*http, r);
+    reply = delta ? llm::chat_stream(*http, r, *delta) : llm::chat(*http, r);
   }
   usage.add(reply);
   if (ctx.tracing()) {
@@ -284,6 +288,62 @@ Value usage_value(uint64_t prompt, uint64_t completion, const std::string& finis
   m.set("model", Value(model));
   return Value(std::move(m));
 }
+
+/// The response as server-sent events (`Content-Type: text/event-stream`), begun at the
+/// first event. A host that cannot stream (capctl) gets the events as one body.
+class EventStream {
+ public:
+  explicit EventStream(ExecContext& ctx) : res_(ctx.response()), out_(res_.streamer) {}
+
+  /// Sends `data: JSON` under `event` ("" for the default event, "message"). False when
+  /// the client is gone.
+  bool send(std::string_view event, Value data) {
+    std::string text;
+    if (!event.empty()) text.append("event: ").append(event).append("\n");
+    text.append("data: ").append(to_json(data)).append("\n\n");
+    if (!started_) {
+      started_ = true;
+      res_.set = true;
+      res_.status = 200;
+      res_.content_type = "text/event-stream";
+      res_.body.clear();
+      if (out_) {
+        res_.streamed = true;
+        gone_ = !out_->begin(200, "text/event-stream", {{"Cache-Control", "no-cache"}});
+      }
+    }
+    if (gone_) return false;
+    if (!out_) {
+      res_.body += text;
+      return true;
+    }
+    gone_ = !out_->write(text);
+    return !gone_;
+  }
+  /// `data: {"delta": text}`.
+  bool delta(std::string_view text) {
+    Map m;
+    m.set("delta", Value(text));
+    return send("", Value(std::move(m)));
+  }
+  /// Sends `event` with `data: {"error": why}`.
+  void error(std::string_view event, const std::string& why) {
+    Map m;
+    m.set("error", Value(why));
+    send(event, Value(std::move(m)));
+  }
+  /// Ends the body (cut short when the client is gone).
+  void end() {
+    if (started_ && out_) out_->end(!gone_);
+  }
+  bool started() const { return started_; }
+  bool client_gone() const { return gone_; }
+
+ private:
+  Response& res_;
+  StreamingResponse* out_;
+  bool started_ = false, gone_ = false;
+};
 
 // ---------------------------------------------------------------------------------------
 // LlmChat
@@ -367,29 +427,7 @@ class LlmChatRule : public Rule {
   /// Nothing is sent when the model fails before its first words: the chain points then
   /// answer as usual. A host without streaming (capctl) gets the same events as one body.
   int streamed(ExecContext& ctx, ChatRequest& r) const {
-    Response& res = ctx.response();
-    StreamingResponse* out = res.streamer;
-    bool started = false, client_gone = false;
-    auto send = [&](const std::string& event) {
-      if (!started) {
-        started = true;
-        res.set = true;
-        res.status = 200;
-        res.content_type = "text/event-stream";
-        res.body.clear();
-        if (out) {
-          res.streamed = true;
-          client_gone = !out->begin(200, "text/event-stream", {{"Cache-Control", "no-cache"}});
-        }
-      }
-      if (client_gone) return false;
-      if (!out) {
-        res.body += event;
-        return true;
-      }
-      client_gone = !out->write(event);
-      return !client_gone;
-    };
+    EventStream events(ctx);
     if (ctx.tracing())
       ctx.note("prompt to " + r.model + " (streamed), user: '" + clip(r.messages.back().content) +
                "'");
@@ -397,14 +435,11 @@ class LlmChatRule : public Rule {
     if (!ctx.services.http) {
       reply.error = "this host has no HTTP client";
     } else {
-      reply = llm::chat_stream(*ctx.services.http, r, [&](std::string_view text) {
-        Map m;
-        m.set("delta", Value(text));
-        return send("data: " + to_json(Value(std::move(m))) + "\n\n");
-      });
+      reply = llm::chat_stream(*ctx.services.http, r,
+                               [&](std::string_view text) { return events.delta(text); });
     }
     stats_.add(reply);
-    if (client_gone && reply.status != ChatReply::Status::Ok) {
+    if (events.client_gone() && reply.status != ChatReply::Status::Ok) {
       reply.status = ChatReply::Status::Error;
       reply.error = "the client went away while the answer was streamed";
     }
@@ -429,18 +464,17 @@ class LlmChatRule : public Rule {
     }
     if (reply.status != ChatReply::Status::Ok)
       chain = reply.status == ChatReply::Status::Timeout ? kTimeout : kError;
-    if (started) {
-      Map end;
+    if (events.started()) {
       if (chain == kOk) {
+        Map end;
         end.set("prompt_tokens", Value(reply.prompt_tokens));
         end.set("completion_tokens", Value(reply.completion_tokens));
         end.set("finish_reason", Value(reply.finish_reason));
-        send("event: done\ndata: " + to_json(Value(std::move(end))) + "\n\n");
+        events.send("done", Value(std::move(end)));
       } else {
-        end.set("error", Value(why));
-        send("event: error\ndata: " + to_json(Value(std::move(end))) + "\n\n");
+        events.error("error", why);
       }
-      if (out) out->end(!client_gone);
+      events.end();
     }
     if (chain != kOk) return fail(ctx, chain, why);
     ctx.vars.set(usage_.slot(), usage_value(reply.prompt_tokens, reply.completion_tokens,
@@ -476,48 +510,6 @@ std::unique_ptr<Rule> make_llm_chat(CompileContext& cc) {
 // ---------------------------------------------------------------------------------------
 // AiAgent: conversation memory
 
-/// Conversations by id, in memory, each forgotten `ttl_ms` after its last use. Bounded: past
-/// kMaxConversations the least recently used is dropped.
-class ConversationMemory {
- public:
-  static constexpr size_t kMaxConversations = 10000;
-
-  std::vector<Message> load(const std::string& id, int64_t now_ms) {
-    std::lock_guard lock(mu_);
-    auto it = entries_.find(id);
-    if (it == entries_.end()) return {};
-    if (it->second.expires_ms <= now_ms) {
-      entries_.erase(it);
-      return {};
-    }
-    return it->second.messages;
-  }
-
-  void save(const std::string& id, std::vector<Message> messages, int64_t now_ms, int64_t ttl_ms) {
-    std::lock_guard lock(mu_);
-    if (entries_.size() >= kMaxConversations && !entries_.count(id)) {
-      // Drop the expired ones, then the one closest to expiry.
-      for (auto it = entries_.begin(); it != entries_.end();)
-        it = it->second.expires_ms <= now_ms ? entries_.erase(it) : std::next(it);
-      if (entries_.size() >= kMaxConversations) {
-        auto oldest = std::min_element(entries_.begin(), entries_.end(), [](auto& a, auto& b) {
-          return a.second.expires_ms < b.second.expires_ms;
-        });
-        entries_.erase(oldest);
-      }
-    }
-    entries_[id] = Entry{std::move(messages), now_ms + ttl_ms};
-  }
-
- private:
-  struct Entry {
-    std::vector<Message> messages;
-    int64_t expires_ms = 0;
-  };
-  std::mutex mu_;
-  std::map<std::string, Entry> entries_;
-};
-
 /// Keeps at most `max` messages, cutting only before a user message so a tool call is
 /// never separated from its result.
 void trim_history(std::vector<Message>& messages, size_t max) {
@@ -543,9 +535,13 @@ RuleSpec ai_agent_spec() {
       "`answered` with the answer in `output`, `budget_exceeded` when the model still wanted "
       "tools after max_steps model calls, and `error` when a model call failed or timed out "
       "(AI_ERROR says why). With `conversation`, the exchange is remembered under that id "
-      "for memory_ttl_s seconds and the next request with the same id continues it. Every "
+      "for memory_ttl_s seconds and the next request with the same id continues it: in the "
+      "agent's memory, or with memory: database in a table of a configured database that "
+      "every agent using it shares. Every "
       "step (prompt, tool call, tool result, tokens) is noted in the trace; `usage` gets "
-      "{steps, tool_calls, prompt_tokens, completion_tokens}.";
+      "{steps, tool_calls, prompt_tokens, completion_tokens}. With `stream`, the rule answers "
+      "the request as server-sent events: tool_call and tool_result events, the answer's "
+      "words as data {\"delta\"}, then done (or error, budget_exceeded).";
   s.params = model_params(60000);
   s.params.push_back(optional("tools", ParamType::List, Value(List()),
                               "Rule set names the model may call; each needs a description."));
@@ -553,6 +549,18 @@ RuleSpec ai_agent_spec() {
                               "The most model calls for one request, 1 to 50."));
   s.params.push_back(optional("conversation", ParamType::String, Value(""),
                               "The memory key (a template, e.g. ${session}); empty: no memory."));
+  s.params.push_back({"memory",
+                      ParamType::String,
+                      false,
+                      Value("memory"),
+                      "Where conversations are kept: memory (this agent, until a new deploy) or "
+                      "database (the table memory_table of memory_database, shared by every "
+                      "agent using it).",
+                      {"memory", "database"}});
+  s.params.push_back(optional("memory_database", ParamType::String, Value(""),
+                              "With memory: database, a database name from cap.json `databases`."));
+  s.params.push_back(optional("memory_table", ParamType::String, Value("cap_conversations"),
+                              "With memory: database, the table (created on first use)."));
   s.params.push_back(optional("memory_ttl_s", ParamType::Number, Value(3600),
                               "Seconds a conversation is kept after its last use."));
   s.params.push_back(optional("memory_messages", ParamType::Number, Value(40),
@@ -561,6 +569,10 @@ RuleSpec ai_agent_spec() {
                               "The variable that gets the answer."));
   s.params.push_back(optional("usage", ParamType::Variable, Value("AI_USAGE"),
                               "The variable that gets the step and token counts."));
+  s.params.push_back(optional("stream", ParamType::Boolean, Value(false),
+                              "Send the steps (tool_call, tool_result) and the answer's words to "
+                              "the client as server-sent events (this rule then makes the "
+                              "response)."));
   s.chain_points = {"answered", "error", "budget_exceeded"};
   s.may_wait = true;
   return s;
@@ -568,7 +580,8 @@ RuleSpec ai_agent_spec() {
 
 class AiAgentRule : public Rule {
  public:
-  AiAgentRule(CompileContext& cc, const Params& p, std::vector<std::string> tools)
+  AiAgentRule(CompileContext& cc, const Params& p, std::vector<std::string> tools,
+              std::unique_ptr<ConversationStore> memory)
       : model_(p),
         tools_(std::move(tools)),
         max_steps_(p["max_steps"]),
@@ -576,7 +589,9 @@ class AiAgentRule : public Rule {
         ttl_(p["memory_ttl_s"]),
         keep_(p["memory_messages"]),
         output_(p["output"]),
-        usage_(p["usage"]) {
+        usage_(p["usage"]),
+        stream_(p["stream"]),
+        memory_(std::move(memory)) {
     error_ = cc.env().symbols.intern("AI_ERROR");
   }
 
@@ -601,7 +616,10 @@ class AiAgentRule : public Rule {
       r.tools.push_back({rs->name, rs->description, tool_schema(*rs)});
     }
 
-    if (!conversation.empty()) r.messages = memory_.load(conversation, ctx.now_ms());
+    if (!conversation.empty()) {
+      std::string why;
+      if (!memory_->load(ctx, conversation, &r.messages, &why)) return fail(ctx, kError, why);
+    }
     size_t first_new = r.messages.size();
     Message user;
     user.content = model_.prompt(ctx);
@@ -611,23 +629,37 @@ class AiAgentRule : public Rule {
                                     : "conversation '" + clip(conversation, 80) +
                                           "': " + std::to_string(first_new) + " earlier messages");
 
+    // With `stream`, the response is begun at the first event (words or a tool call); a
+    // failure before that takes the chain points with no response made.
+    std::optional<EventStream> events;
+    if (stream_.boolean(ctx)) events.emplace(ctx);
+    const llm::Delta delta = [&events](std::string_view text) { return events->delta(text); };
+    EventStream* stream = events ? &*events : nullptr;
+    const std::string gone = "the client went away while the answer was streamed";
+
     uint64_t prompt_tokens = 0, completion_tokens = 0, tool_calls = 0;
-    auto set_usage = [&](int steps) {
+    auto usage_map = [&](int steps) {
       Map m;
       m.set("steps", Value(steps));
       m.set("tool_calls", Value(tool_calls));
       m.set("prompt_tokens", Value(prompt_tokens));
       m.set("completion_tokens", Value(completion_tokens));
-      ctx.vars.set(usage_.slot(), Value(std::move(m)));
+      return m;
     };
+    auto set_usage = [&](int steps) { ctx.vars.set(usage_.slot(), Value(usage_map(steps))); };
     for (int step = 1; step <= max_steps; ++step) {
-      ChatReply reply = call_model(ctx, r, stats_, step);
+      ChatReply reply = call_model(ctx, r, stats_, step, stream ? &delta : nullptr);
       prompt_tokens += reply.prompt_tokens;
       completion_tokens += reply.completion_tokens;
+      if (stream && stream->client_gone()) {
+        set_usage(step);
+        return fail(ctx, kError, gone, stream);
+      }
       if (reply.status != ChatReply::Status::Ok) {
         set_usage(step);
         return fail(ctx, kError,
-                    (reply.status == ChatReply::Status::Timeout ? "timeout: " : "") + reply.error);
+                    (reply.status == ChatReply::Status::Timeout ? "timeout: " : "") + reply.error,
+                    stream);
       }
       Message said;
       said.role = Message::Role::Assistant;
@@ -637,13 +669,25 @@ class AiAgentRule : public Rule {
       if (reply.tool_calls.empty()) {
         if (reply.content.empty() && reply.finish_reason == "length") {
           set_usage(step);
-          return fail(ctx, kError, "the model's answer was cut off at max_tokens before any text");
+          return fail(ctx, kError, "the model's answer was cut off at max_tokens before any text",
+                      stream);
         }
         if (!conversation.empty()) {
           trim_history(r.messages, keep);
-          memory_.save(conversation, std::move(r.messages), ctx.now_ms(), ttl_ms);
+          std::string why;
+          if (!memory_->save(ctx, conversation, r.messages, ttl_ms, &why)) {
+            // The answer stands; the next request starts from what the store still holds.
+            ctx.logger().log(LogLevel::Warn, why);
+            if (ctx.tracing()) ctx.note(why);
+          }
         }
         set_usage(step);
+        if (stream) {
+          Map done = usage_map(step);
+          done.set("finish_reason", Value(reply.finish_reason));
+          stream->send("done", Value(std::move(done)));
+          stream->end();
+        }
         ctx.vars.set(output_.slot(), Value(reply.content));
         ctx.vars.erase(error_);
         return kAnswered;
@@ -661,6 +705,10 @@ class AiAgentRule : public Rule {
         if (ctx.tracing())
           ctx.note("step " + std::to_string(step) + ": tool call " + call.name + " " +
                    clip(call.arguments_text.empty() ? std::string("{}") : call.arguments_text));
+        if (stream && !stream->send("tool_call", step_event(step, call, nullptr))) {
+          set_usage(step);
+          return fail(ctx, kError, gone, stream);
+        }
         if (!tool) {
           result.tool_error = true;
           result.content = "error: there is no tool named '" + call.name + "'";
@@ -677,13 +725,18 @@ class AiAgentRule : public Rule {
         if (ctx.tracing())
           ctx.note("step " + std::to_string(step) + ": tool result " + call.name + " " +
                    clip(result.content));
+        if (stream && !stream->send("tool_result", step_event(step, call, &result))) {
+          set_usage(step);
+          return fail(ctx, kError, gone, stream);
+        }
         r.messages.push_back(std::move(result));
       }
     }
     set_usage(max_steps);
     return fail(ctx, kBudget,
                 "no answer after " + std::to_string(max_steps) +
-                    " model calls (max_steps): the model still asked for tools");
+                    " model calls (max_steps): the model still asked for tools",
+                stream);
   }
 
   void counters(std::vector<std::pair<std::string, uint64_t>>& out) const override {
@@ -691,21 +744,89 @@ class AiAgentRule : public Rule {
   }
 
  private:
-  int fail(ExecContext& ctx, int chain, std::string why) const {
+  /// Takes `chain` with AI_ERROR = why; a stream already begun ends with an `error` or
+  /// `budget_exceeded` event.
+  int fail(ExecContext& ctx, int chain, std::string why, EventStream* stream = nullptr) const {
     if (ctx.tracing()) ctx.note((chain == kBudget ? "budget exceeded: " : "error: ") + why);
+    if (stream && stream->started()) {
+      stream->error(chain == kBudget ? "budget_exceeded" : "error", why);
+      stream->end();
+    }
     ctx.vars.erase(output_.slot());
     ctx.vars.set(error_, Value(std::move(why)));
     return chain;
   }
 
+  /// A tool_call event (result null) or a tool_result event of the stream.
+  static Value step_event(int step, const llm::ToolCall& call, const Message* result) {
+    Map m;
+    m.set("step", Value(step));
+    m.set("id", Value(call.id));
+    m.set("name", Value(call.name));
+    if (!result) {
+      m.set("arguments", call.arguments.is_map() ? call.arguments : Value(call.arguments_text));
+    } else {
+      m.set("result", Value(result->content));
+      m.set("error", Value(result->tool_error));
+    }
+    return Value(std::move(m));
+  }
+
   static constexpr int kAnswered = 0, kError = 1, kBudget = 2;
   ModelSettings model_;
   std::vector<std::string> tools_;
-  Param max_steps_, conversation_, ttl_, keep_, output_, usage_;
+  Param max_steps_, conversation_, ttl_, keep_, output_, usage_, stream_;
   uint32_t error_ = 0;
   mutable Usage stats_;
-  mutable ConversationMemory memory_;
+  std::unique_ptr<ConversationStore> memory_;
 };
+
+/// The conversation store a node's memory parameters choose; nullptr after reporting
+/// errors.
+std::unique_ptr<ConversationStore> compile_memory(CompileContext& cc) {
+  const Params& p = cc.params();
+  const Param& kind = p["memory"];
+  const Param& database = p["memory_database"];
+  const Param& table = p["memory_table"];
+  bool ok = true;
+  for (std::string_view name : {"memory", "memory_database", "memory_table"}) {
+    if (!p[name].is_constant()) {
+      cc.error(name, "must be written in the rule set, not a template");
+      ok = false;
+    }
+  }
+  if (!ok) return nullptr;
+  std::string db = database.constant_value().to_text();
+  std::string tbl = table.constant_value().to_text();
+  if (kind.constant_value().to_text() != "database") {
+    if (!db.empty()) {
+      cc.error("memory_database", "is used only with memory: database (memory is memory)");
+      return nullptr;
+    }
+    return memory_conversations();
+  }
+  if (db.empty()) {
+    cc.error("memory_database",
+             "memory: database needs memory_database, a database name from cap.json `databases`");
+    ok = false;
+  } else if (!cc.databases().count(db)) {
+    std::string names;
+    for (auto& [k, v] : cc.databases()) names += (names.empty() ? "" : ", ") + k;
+    cc.error("memory_database",
+             "no database '" + db + "' in cap.json `databases` (" +
+                 (names.empty() ? std::string("it names none") : "it names " + names) + ")");
+    ok = false;
+  }
+  if (!valid_table_name(tbl)) {
+    cc.error("memory_table",
+             "must be a plain table name (a letter or _, then letters, digits "
+             "or _, at most 63), got '" +
+                 tbl + "'");
+    ok = false;
+  }
+  if (!ok) return nullptr;
+  return database_conversations(std::move(db), std::move(tbl), cc.node_id());
+}
 
 std::unique_ptr<Rule> make_ai_agent(CompileContext& cc) {
   bool ok = ModelSettings::check(cc) && check_number(cc, "max_steps", 1, 50, true) &&
@@ -746,8 +867,9 @@ std::unique_ptr<Rule> make_ai_agent(CompileContext& cc) {
     }
     names.push_back(name);
   }
-  if (!ok) return nullptr;
-  return std::make_unique<AiAgentRule>(cc, cc.params(), std::move(names));
+  std::unique_ptr<ConversationStore> memory = compile_memory(cc);
+  if (!ok || !memory) return nullptr;
+  return std::make_unique<AiAgentRule>(cc, cc.params(), std::move(names), std::move(memory));
 }
 
 }  // namespace

@@ -516,6 +516,24 @@ class EventReader {
   /// The bytes not yet part of an event (a whole JSON answer from a server that ignored
   /// "stream").
   const std::string& rest() const { return buffer_; }
+  /// After [DONE]: moves the tool calls into the reply, their arguments parsed. False (with
+  /// the reply's error) when one names no function.
+  bool finish() {
+    for (ToolCall& call : calls_) {
+      if (call.name.empty()) {
+        out_.error = "a tool call of the model names no function";
+        return false;
+      }
+      std::string err;
+      Value args = json_parse(call.arguments_text.empty() ? "{}" : call.arguments_text, &err);
+      if (err.empty() && args.is_map()) call.arguments = std::move(args);
+      if (call.id.empty()) call.id = "call_" + std::to_string(out_.tool_calls.size() + 1);
+      out_.tool_calls.push_back(std::move(call));
+    }
+    calls_.clear();
+    return true;
+  }
+
 
  private:
   bool event_(const std::string& event) {
@@ -562,16 +580,45 @@ class EventReader {
     std::string finish = text_member(choice, "finish_reason");
     if (!finish.empty()) out_.finish_reason = finish;
     const Value* delta = member(choice, "delta");
-    std::string text = delta ? text_member(*delta, "content") : std::string();
+    if (!delta) return true;
+    if (const Value* calls = member(*delta, "tool_calls"); calls && calls->is_list()) {
+      if (!add_tool_call_pieces(calls->as_list())) return false;
+    }
+    std::string text = text_member(*delta, "content");
     if (text.empty()) return true;
     out_.content += text;
     ++deltas_;
     return delta_(text);
   }
 
+  /// Tool calls arrive in pieces keyed by their index: the first names the call (id and
+  /// function name), the following ones add to its arguments' text.
+  bool add_tool_call_pieces(const List& pieces) {
+    for (const Value& piece : pieces) {
+      const Value* index = member(piece, "index");
+      size_t i = index && index->is_number() && index->as_number() >= 0
+                     ? static_cast<size_t>(index->as_number())
+                     : calls_.size();
+      if (i > 127) {
+        out_.error = "the model's stream holds a tool call with the index " + std::to_string(i);
+        return false;
+      }
+      if (i >= calls_.size()) calls_.resize(i + 1);
+      ToolCall& call = calls_[i];
+      std::string id = text_member(piece, "id");
+      if (!id.empty()) call.id = id;
+      if (const Value* fn = member(piece, "function")) {
+        call.name += text_member(*fn, "name");
+        call.arguments_text += text_member(*fn, "arguments");
+      }
+    }
+    return true;
+  }
+
   ChatReply& out_;
   const Delta& delta_;
   std::string buffer_;
+  std::vector<ToolCall> calls_;
   int events_ = 0, deltas_ = 0;
   bool done_ = false;
 };
@@ -628,7 +675,7 @@ ChatReply chat_stream(HttpClient& http, const ChatRequest& request, const Delta&
       return whole;
     } else if (!events.done()) {
       got.error = "the model's stream ended before [DONE]";
-    } else {
+    } else if (events.finish()) {
       got.status = ChatReply::Status::Ok;
       return got;
     }

@@ -91,7 +91,9 @@ ChatReply chat(HttpClient& http, const ChatRequest& request);
 using Delta = std::function<bool(std::string_view text)>;
 /// Like chat, handing the answer's text to `delta` as it comes: OpenAI streams it
 /// (`"stream": true`, server-sent events, usage in the last event); Bedrock gives it whole,
-/// in one delta. Retries only until the first delta. The reply holds the whole text.
+/// in one delta. Retries only until the first delta. The reply holds the whole text and
+/// the tool calls the model asked for (streamed in pieces, assembled here; they are not
+/// handed to `delta`).
 ChatReply chat_stream(HttpClient& http, const ChatRequest& request, const Delta& delta);
 
 /// "openai" or "bedrock"; false for anything else.

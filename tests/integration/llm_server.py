@@ -4,7 +4,7 @@
 
     with LlmServer() as llm:
         llm.answer("Hello!")                                  # a text answer
-        llm.tool_call("lookup_order", {"order_id": "A-1"})    # the model asks for a tool
+        llm.tool_call(("lookup_order", {"order_id": "A-1"}))  # the model asks for a tool
         llm.answer('{"x": 1', finish_reason="length")         # cut off
         llm.raw(200, b"not json")                             # a malformed answer
         llm.raw(503, b'{"error": {"message": "overloaded"}}')
@@ -71,8 +71,11 @@ class LlmServer:
                     self.wfile.flush()
                     self.close_connection = True
                     return
-                if parsed and parsed.get("stream") and kind == "answer" and not answer.get("whole"):
-                    return self._stream(answer)
+                if parsed and parsed.get("stream") and not answer.get("whole"):
+                    if kind == "answer":
+                        return self._stream(answer)
+                    if kind == "tools":
+                        return self._stream_tools(answer)
                 bedrock = "/converse" in self.path
                 payload = owner._bedrock(answer) if bedrock else owner._openai(answer)
                 self._send(200, json.dumps(payload).encode())
@@ -115,6 +118,38 @@ class LlmServer:
                 except (BrokenPipeError, ConnectionResetError):
                     owner.stream_broken = True
 
+            def _stream_tools(self, a):
+                """Tool calls as OpenAI streams them: the text the model says first (`say`),
+                then each call named in one chunk and its arguments in two more."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+
+                def event(delta, finish=None):
+                    e = {"id": "chatcmpl-t", "object": "chat.completion.chunk",
+                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                    self._chunk(b"data: " + json.dumps(e).encode() + b"\n\n")
+                try:
+                    event({"role": "assistant", "content": None})
+                    if a.get("say"):
+                        event({"content": a["say"]})
+                    for i, (name, args) in enumerate(a["calls"]):
+                        text = json.dumps(args)
+                        event({"tool_calls": [{"index": i, "id": f"call_{owner._count}_{i}", "type": "function",
+                                               "function": {"name": name, "arguments": ""}}]})
+                        half = len(text) // 2
+                        for part in (text[:half], text[half:]):
+                            event({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
+                    event({}, "tool_calls")
+                    p, c = a["usage"]
+                    self._chunk(b"data: " + json.dumps({"choices": [], "usage": {
+                        "prompt_tokens": p, "completion_tokens": c}}).encode() + b"\n\n")
+                    self._chunk(b"data: [DONE]\n\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    owner.stream_broken = True
+
             def _send(self, status, body):
                 try:
                     self.send_response(status)
@@ -152,11 +187,14 @@ class LlmServer:
                      "finish_reason": finish_reason, "delay": delay, "pieces": pieces, "gate": gate,
                      "break_after": break_after, "stream_error": stream_error, "whole": whole})
 
-    def tool_call(self, *calls, prompt_tokens=20, completion_tokens=5, arguments_text=None):
+    def tool_call(self, *calls, prompt_tokens=20, completion_tokens=5, arguments_text=None,
+                  say=None, whole=False):
         """calls: (name, arguments) pairs; the model asks for all of them at once.
-        `arguments_text` sends that text as the first call's arguments instead."""
+        `arguments_text` sends that text as the first call's arguments instead (not when
+        streamed). To a request with "stream": true the calls are streamed in pieces, after
+        the text `say`; `whole` answers one JSON document instead."""
         self._queue({"kind": "tools", "calls": list(calls), "usage": (prompt_tokens, completion_tokens),
-                     "arguments_text": arguments_text})
+                     "arguments_text": arguments_text, "say": say, "whole": whole})
 
     def raw(self, status, body, delay=0):
         self._queue({"kind": "raw", "status": status, "body": body, "delay": delay})
@@ -188,6 +226,7 @@ class LlmServer:
                 calls.append({"id": f"call_{self._count}_{i}", "type": "function",
                               "function": {"name": name, "arguments": text}})
             message["tool_calls"] = calls
+            message["content"] = a.get("say")
             finish = "tool_calls"
         p, c = a["usage"]
         return {"id": f"chatcmpl-{self._count}", "object": "chat.completion", "model": "scripted",

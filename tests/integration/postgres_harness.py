@@ -135,6 +135,20 @@ class PostgresServer:
             return ""
 
 
+class SharedPostgres:
+    """A test case mixin: one PostgresServer (cls.pg) for all the tests of the class."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pg = PostgresServer()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.close()
+        super().tearDownClass()
+
+
 if __name__ == "__main__":
     t = time.time()
     with PostgresServer() as pg:
