@@ -399,19 +399,22 @@ class Discovery(EcsTestCase):
         self.assertEqual(sorted(t["ip"] for t in info["last_sync"]["tasks"]),
                          sorted(ip for _, ip in tasks))
 
-        # A task comes and one goes: an on-demand sync follows at once.
+        # A task comes and one goes: the periodic sync follows.
         new_arn, new_ip = self.stack.run_task()
         self.start_agent(new_ip)
         gone_arn, gone_ip = tasks[0]
         self.stack.stop_task(gone_arn, gone_ip)
+        now = [t for t in tasks[1:]] + [(new_arn, new_ip)]
+        c.wait_for(lambda: self.ecs_agents(c) == expected(now), what="the new task in, the old out")
+        # An on-demand sync now finds the same and changes nothing.
         reply = c.request("POST", "/api/v1/ecs/sync")
         check_operation(self, load("console.yaml"), "/api/v1/ecs/sync", "post", reply)
         r = reply.json()
+        self.assertEqual((r["ok"], r["trigger"], r["added"], r["removed"], r["updated"]),
+                         (True, "manual", [], [], []))
+        self.assertEqual(sorted(t["ip"] for t in r["tasks"]), sorted(ip for _, ip in now))
         check_operation(self, load("console.yaml"), "/api/v1/ecs", "get",
                         c.request("GET", "/api/v1/ecs"))
-        now = [t for t in tasks[1:]] + [(new_arn, new_ip)]
-        self.assertEqual([a["ip"] for a in r["added"]], [new_ip])
-        self.assertEqual([a["ip"] for a in r["removed"]], [gone_ip])
         self.assertEqual(self.ecs_agents(c), expected(now))
         # The hand-made definition is untouched.
         self.assertEqual(c.ok("GET", "/api/v1/agents/by-hand")["registered"], "manual")
@@ -425,7 +428,9 @@ class Discovery(EcsTestCase):
         for _, ip in self.stack.service_tasks():
             self.start_agent(ip)
         c = self.new_console()
-        c.ok("POST", "/api/v1/ecs/sync")
+        r = c.ok("POST", "/api/v1/ecs/sync")
+        self.assertEqual(sorted(a["ip"] for a in r["added"]),
+                         sorted(ip for _, ip in self.stack.service_tasks()))
         before = self.ecs_agents(c)
         self.assertEqual(len(before), 3)
         # The deploy user loses its ECS rights: access denied, definitions unchanged.
