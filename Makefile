@@ -47,6 +47,7 @@ bench: build
 	  echo "make bench: $(BENCH) was not built (no sources in bench/ yet, or Google Benchmark missing)"; \
 	fi
 	python3 bench/gold_master_start.py
+	python3 bench/ai_agent_steps.py
 	bench/side-by-side/run
 
 fuzz: deps

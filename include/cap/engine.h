@@ -88,6 +88,11 @@ struct McpSettings {
   std::string path;                   // "/mcp"
   std::optional<Template> token;      // the bearer token clients must send (vault template)
   std::vector<const RuleSet*> tools;  // each has a description and params
+  std::vector<std::string> origins;   // allowed browser Origins; empty: the Host's own only
+  bool sessions = true;               // Mcp-Session-Id sessions; false: stateless
+  int session_ttl_s = 1800;           // a session idle this long ends
+  int max_sessions = 1000;            // open sessions at most
+  int keepalive_s = 15;               // a comment on idle event streams this often
 };
 
 class Configuration {

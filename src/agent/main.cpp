@@ -197,6 +197,7 @@ int main(int argc, char** argv) {
            sig == SIGTERM ? "SIGTERM" : "SIGINT", kDrainTimeout.count());
   web.stop_accepting();
   mgmt.stop_accepting();
+  web_handler.close_streams();  // MCP event streams never end on their own
   auto started = std::chrono::steady_clock::now();
   bool drained = web.drain(kDrainTimeout);
   auto left = kDrainTimeout - (std::chrono::steady_clock::now() - started);

@@ -4,15 +4,34 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include "agent/logging.h"
+#include "agent/mcp_stream.h"
+#include "net/signing.h"
 #include "rules/tools.h"
 
 namespace cap::agent {
 namespace {
 
 /// Protocol revisions this server speaks, newest first.
-constexpr const char* kVersions[] = {"2025-06-18", "2025-03-26", "2024-11-05"};
+constexpr const char* kVersions[] = {"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"};
+constexpr const char* kVersionList = "2025-11-25, 2025-06-18, 2025-03-26 and 2024-11-05";
+/// A tool call answered as a stream reports progress this often.
+constexpr int64_t kProgressEveryMs = 1000;
+/// How often the housekeeping thread looks at sessions, streams and the configuration.
+constexpr std::chrono::milliseconds kTick{200};
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 bool known_version(std::string_view v) {
   for (const char* k : kVersions)
@@ -27,25 +46,35 @@ bool iequal(std::string_view a, std::string_view b) {
          });
 }
 
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
 std::string_view header(const Request& r, std::string_view name) {
   for (const auto& [k, v] : r.headers)
     if (iequal(k, name)) return v;
   return {};
 }
 
-McpAnswer json_answer(int status, const Value& body) {
-  McpAnswer a;
-  a.status = status;
-  a.body = to_json(body);
-  a.body += '\n';
-  return a;
-}
+/// The media type of a Content-Type or Accept entry, without its parameters.
+std::string_view media_type(std::string_view v) { return trim(v.substr(0, v.find(';'))); }
 
-/// An HTTP-level refusal with a plain JSON error (not JSON-RPC: nothing was read yet).
-McpAnswer refuse(int status, std::string message) {
-  Map m;
-  m.set("error", Value(std::move(message)));
-  return json_answer(status, Value(std::move(m)));
+/// Whether an Accept header admits `type` ("application/json"): the type itself, its
+/// "main/*" wildcard, or "*/*".
+bool accepts(std::string_view accept, std::string_view type) {
+  std::string_view main = type.substr(0, type.find('/'));
+  while (!accept.empty()) {
+    size_t comma = accept.find(',');
+    std::string_view entry = media_type(accept.substr(0, comma));
+    accept = comma == std::string_view::npos ? std::string_view() : accept.substr(comma + 1);
+    if (iequal(entry, type) || entry == "*/*") return true;
+    if (entry.size() == main.size() + 2 && iequal(entry.substr(0, main.size()), main) &&
+        entry.substr(main.size()) == "/*")
+      return true;
+  }
+  return false;
 }
 
 Value rpc_error(const Value& id, int code, std::string message) {
@@ -65,6 +94,37 @@ Value rpc_result(const Value& id, Value result) {
   m.set("id", id);
   m.set("result", std::move(result));
   return Value(std::move(m));
+}
+
+Value notification(std::string method, Value params) {
+  Map m;
+  m.set("jsonrpc", Value("2.0"));
+  m.set("method", Value(std::move(method)));
+  if (!params.is_null()) m.set("params", std::move(params));
+  return Value(std::move(m));
+}
+
+const Value* field(const Value& v, std::string_view name) {
+  return v.is_map() ? v.as_map().find(name) : nullptr;
+}
+
+/// Whether `msg` is a well-formed JSON-RPC request (jsonrpc 2.0, a method, an id).
+bool is_request(const Value& msg, std::string_view method = {}) {
+  const Value* j = field(msg, "jsonrpc");
+  const Value* m = field(msg, "method");
+  const Value* id = field(msg, "id");
+  return j && j->is_string() && j->as_string() == "2.0" && m && m->is_string() && id &&
+         (id->is_string() || id->is_number()) && (method.empty() || m->as_string() == method);
+}
+
+/// The progressToken of a tools/call request (params._meta.progressToken), or null.
+Value progress_token(const Value& msg) {
+  if (!is_request(msg, "tools/call")) return Value();
+  const Value* params = field(msg, "params");
+  const Value* meta = params ? field(*params, "_meta") : nullptr;
+  const Value* token = meta ? field(*meta, "progressToken") : nullptr;
+  if (token && (token->is_string() || token->is_number())) return *token;
+  return Value();
 }
 
 /// Whether the request carries the configured bearer token. False too when the token's
@@ -92,11 +152,15 @@ bool authorized(Runtime& runtime, const Request& req) {
          CRYPTO_memcmp(given.data(), expected.data(), given.size()) == 0;
 }
 
-/// A browser page from another site must not reach the tools through a rebound DNS name:
-/// an Origin header, when present, must name the host the request was sent to.
-bool origin_allowed(const Request& req) {
+/// A browser page must not reach the tools from another site, nor through a rebound DNS
+/// name: an Origin header, when present, must be one of the configured origins, or, when
+/// none are configured, name the host the request was sent to.
+bool origin_allowed(const McpSettings& mcp, const Request& req) {
   std::string_view origin = header(req, "origin");
   if (origin.empty()) return true;
+  if (!mcp.origins.empty())
+    return std::any_of(mcp.origins.begin(), mcp.origins.end(),
+                       [&](const std::string& o) { return iequal(o, origin); });
   size_t scheme = origin.find("://");
   if (scheme == std::string_view::npos) return false;
   return iequal(origin.substr(scheme + 3), header(req, "host"));
@@ -116,13 +180,24 @@ Value tool_list(const Configuration& cfg) {
   return Value(std::move(m));
 }
 
-Value initialize_result(const Configuration& cfg, const Value& params) {
-  std::string version = kVersions[0];
-  if (const Value* v = params.is_map() ? params.as_map().find("protocolVersion") : nullptr;
-      v && v->is_string() && known_version(v->as_string()))
-    version = v->as_string();
+/// What tells tool lists apart (a session is told of a change when this differs).
+size_t tools_hash(const Configuration& cfg) {
+  return std::hash<std::string>()(to_json(tool_list(cfg)));
+}
+
+/// The revision an initialize request gets: the one it asks for when this server speaks
+/// it, else the newest this server speaks (the client then decides whether to go on).
+std::string negotiate(const Value& initialize) {
+  const Value* params = field(initialize, "params");
+  const Value* v = params ? field(*params, "protocolVersion") : nullptr;
+  if (v && v->is_string() && known_version(v->as_string())) return v->as_string();
+  return kVersions[0];
+}
+
+Value initialize_result(const Configuration& cfg, const std::string& version) {
   Map tools;
-  tools.set("listChanged", Value(false));
+  // Changes are announced on the session's event stream, which needs sessions.
+  tools.set("listChanged", Value(cfg.mcp.sessions));
   Map caps;
   caps.set("tools", Value(std::move(tools)));
   Map info;
@@ -138,14 +213,16 @@ Value initialize_result(const Configuration& cfg, const Value& params) {
 
 /// Runs one tool call; JSON-RPC errors for a malformed call or an unknown tool.
 Value call_tool(Runtime& runtime, const Value& id, const Value& params) {
-  const Value* name = params.is_map() ? params.as_map().find("name") : nullptr;
+  const Value* name = field(params, "name");
   if (!name || !name->is_string())
     return rpc_error(id, -32602, "tools/call needs params.name, the tool to call");
   const RuleSet* tool = nullptr;
   for (const RuleSet* rs : runtime.configuration().mcp.tools)
     if (rs->name == name->as_string()) tool = rs;
   if (!tool) return rpc_error(id, -32602, "unknown tool '" + name->as_string() + "'");
-  const Value* args = params.as_map().find("arguments");
+  const Value* args = field(params, "arguments");
+  if (args && !args->is_null() && !args->is_map())
+    return rpc_error(id, -32602, "tools/call params.arguments must be an object");
   rules::ToolOutcome out = rules::run_tool(runtime, *tool, args ? *args : Value(), nullptr,
                                            "MCP tools/call " + tool->name);
   if (out.error) web_log().info("MCP: tool {} answered an error: {}", tool->name, out.text);
@@ -160,8 +237,9 @@ Value call_tool(Runtime& runtime, const Value& id, const Value& params) {
   return rpc_result(id, Value(std::move(result)));
 }
 
-/// One JSON-RPC message: a response value, or null for a notification.
-Value dispatch(Runtime& runtime, const Value& msg) {
+/// One JSON-RPC message: a response value, or null for a notification or a client's
+/// response. `version` is what an initialize gets.
+Value dispatch(Runtime& runtime, const Value& msg, const std::string& version) {
   if (!msg.is_map()) return rpc_error(Value(), -32600, "a JSON-RPC message must be an object");
   const Map& m = msg.as_map();
   const Value* jsonrpc = m.find("jsonrpc");
@@ -171,7 +249,7 @@ Value dispatch(Runtime& runtime, const Value& msg) {
   if (!jsonrpc || !jsonrpc->is_string() || jsonrpc->as_string() != "2.0")
     return rpc_error(rid, -32600, "jsonrpc must be \"2.0\"");
   if (!method || !method->is_string()) {
-    // A response from the client (we never ask it anything) or garbage.
+    // A response from the client (this server never asks it anything) or garbage.
     if (id && (m.find("result") || m.find("error"))) return Value();
     return rpc_error(rid, -32600, "a request needs a method");
   }
@@ -181,9 +259,11 @@ Value dispatch(Runtime& runtime, const Value& msg) {
   static const Value none;
   const Value* found = m.find("params");
   const Value& params = found ? *found : none;
+  if (!params.is_null() && !params.is_map())
+    return rpc_error(rid, -32602, "params must be an object");
   const std::string& name = method->as_string();
   const Configuration& cfg = runtime.configuration();
-  if (name == "initialize") return rpc_result(rid, initialize_result(cfg, params));
+  if (name == "initialize") return rpc_result(rid, initialize_result(cfg, version));
   if (name == "ping") return rpc_result(rid, Value(Map()));
   if (name == "tools/list") return rpc_result(rid, tool_list(cfg));
   if (name == "tools/call") return call_tool(runtime, rid, params);
@@ -192,41 +272,461 @@ Value dispatch(Runtime& runtime, const Value& msg) {
 
 }  // namespace
 
-McpAnswer handle_mcp(Runtime& runtime, const Request& req) {
-  if (req.method != "POST") {
-    McpAnswer a = refuse(405, "the MCP endpoint takes JSON-RPC messages by POST");
-    a.headers.emplace_back("Allow", "POST");
-    return a;
+struct McpServer::Reply {
+  int status = 200;
+  std::string body;  // JSON; empty for 202 and 204
+  Headers headers;
+};
+
+/// One HTTP request being answered.
+struct McpServer::Exchange {
+  Runtime& runtime;
+  const Request& req;
+  net::Deferred& deferred;
+  const std::function<void(int)>& before_answer;
+  const McpSettings& mcp() const { return runtime.configuration().mcp; }
+};
+
+struct McpServer::Session {
+  std::string id;
+  std::string path;       // the endpoint it was opened on
+  std::string version;    // negotiated at initialize
+  size_t tools_seen = 0;  // hash of the tool list the client last got (initialize, tools/list)
+  int64_t last_used_ms = 0;
+  int busy = 0;                        // requests of this session being answered
+  std::shared_ptr<SseChannel> stream;  // the GET stream, while open
+};
+
+/// A tool call answered as an event stream, reporting progress while its rule set runs.
+struct McpServer::Call {
+  std::shared_ptr<SseChannel> stream;
+  Value token;
+  std::string tool;
+  int64_t started_ms = 0, next_ms = 0;
+  int64_t count = 0;
+};
+
+namespace {
+
+/// A refusal at the HTTP level: a JSON-RPC error without an id (no message was read, or
+/// the one read cannot be answered here).
+std::string error_body(int code, std::string message) {
+  return to_json(rpc_error(Value(), code, std::move(message))) + "\n";
+}
+
+}  // namespace
+
+McpServer::McpServer(ServingSlot& slot) : slot_(slot) {
+  thread_ = std::thread([this] { housekeeping(); });
+}
+
+McpServer::~McpServer() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
   }
-  if (!origin_allowed(req)) return refuse(403, "the Origin header does not match the Host");
-  if (!authorized(runtime, req)) {
-    McpAnswer a = refuse(401, "a valid bearer token is required");
-    a.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"cap-mcp\"");
-    return a;
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mu_);
+  end_all_sessions_locked();
+  for (auto& [n, call] : calls_) call->stream->end();
+}
+
+void McpServer::close_streams() {
+  std::lock_guard lock(mu_);
+  streams_closed_ = true;
+  for (auto& [id, s] : sessions_) {
+    if (s->stream) s->stream->end();
+    s->stream.reset();
   }
-  std::string_view version = header(req, "mcp-protocol-version");
+}
+
+void McpServer::end_all_sessions_locked() {
+  for (auto& [id, s] : sessions_)
+    if (s->stream) s->stream->end();
+  sessions_.clear();
+}
+
+void McpServer::handle(Runtime& runtime, const Request& req, net::Deferred& deferred,
+                       const std::function<void(int)>& before_answer) {
+  Exchange x{runtime, req, deferred, before_answer};
+  std::optional<Reply> r = serve(x);
+  if (!r) return;  // answered as a stream
+  before_answer(r->status);
+  deferred.respond(net::ResponseView{r->status, r->body.empty() ? "" : "application/json",
+                                     r->headers, r->body, false});
+}
+
+std::optional<McpServer::Reply> McpServer::serve(Exchange& x) {
+  const McpSettings& mcp = x.mcp();
+  std::string_view method = x.req.method;
+  bool post = method == "POST", get = method == "GET", del = method == "DELETE";
+  if (!post && !(mcp.sessions && (get || del))) {
+    Reply r{
+        405,
+        error_body(-32000, mcp.sessions ? "the MCP endpoint takes POST (messages), GET (the "
+                                          "session's event stream) and DELETE (ends the session)"
+                                        : "the MCP endpoint takes JSON-RPC messages by POST"),
+        {}};
+    r.headers.emplace_back("Allow", mcp.sessions ? "GET, POST, DELETE" : "POST");
+    return r;
+  }
+  if (!origin_allowed(mcp, x.req))
+    return Reply{
+        403,
+        error_body(-32000, mcp.origins.empty() ? "the Origin header does not match the Host"
+                                               : "the Origin header is not one of mcp.origins"),
+        {}};
+  if (!authorized(x.runtime, x.req)) {
+    Reply r{401, error_body(-32000, "a valid bearer token is required"), {}};
+    r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"cap-mcp\"");
+    return r;
+  }
+  std::string_view version = header(x.req, "mcp-protocol-version");
   if (!version.empty() && !known_version(version))
-    return refuse(400, "unsupported MCP-Protocol-Version '" + std::string(version.substr(0, 40)) +
-                           "'; this server speaks 2025-06-18, 2025-03-26 and 2024-11-05");
+    return Reply{400,
+                 error_body(-32000, "unsupported MCP-Protocol-Version '" +
+                                        std::string(version.substr(0, 40)) +
+                                        "'; this server speaks " + kVersionList),
+                 {}};
+  if (post) return post_messages(x);
+  if (get) return open_stream(x);
+  return end_session(x);
+}
+
+std::shared_ptr<McpServer::Session> McpServer::find_session(Exchange& x, Reply& refusal) {
+  std::string_view id = header(x.req, "mcp-session-id");
+  if (id.empty()) {
+    refusal = Reply{400,
+                    error_body(-32000,
+                               "the Mcp-Session-Id header is required: send initialize first, "
+                               "then its Mcp-Session-Id with every request"),
+                    {}};
+    return nullptr;
+  }
+  int64_t now = now_ms();
+  std::lock_guard lock(mu_);
+  auto it = sessions_.find(std::string(id));
+  if (it != sessions_.end() && expired(*it->second, now, x.mcp().session_ttl_s)) {
+    sessions_.erase(it);
+    it = sessions_.end();
+  }
+  if (it == sessions_.end()) {
+    refusal = Reply{404,
+                    error_body(-32001,
+                               "session not found: it ended or expired; send initialize to "
+                               "open a new one"),
+                    {}};
+    return nullptr;
+  }
+  Session& s = *it->second;
+  std::string_view version = header(x.req, "mcp-protocol-version");
+  if (!version.empty() && version != s.version) {
+    refusal = Reply{400,
+                    error_body(-32000, "MCP-Protocol-Version '" + std::string(version) +
+                                           "' is not the version this session negotiated ('" +
+                                           s.version + "')"),
+                    {}};
+    return nullptr;
+  }
+  s.last_used_ms = now;
+  ++s.busy;
+  return it->second;
+}
+
+void McpServer::release(Session& s) {
+  std::lock_guard lock(mu_);
+  --s.busy;
+  s.last_used_ms = now_ms();
+}
+
+bool McpServer::expired(const Session& s, int64_t now, int ttl_s) const {
+  return s.busy == 0 && !(s.stream && s.stream->is_open()) &&
+         now - s.last_used_ms > int64_t(ttl_s) * 1000;
+}
+
+std::shared_ptr<McpServer::Session> McpServer::open_session(const Configuration& cfg,
+                                                            std::string version, Reply& refusal) {
+  const McpSettings& mcp = cfg.mcp;
+  int64_t now = now_ms();
+  std::lock_guard lock(mu_);
+  std::erase_if(sessions_,
+                [&](const auto& e) { return expired(*e.second, now, mcp.session_ttl_s); });
+  if (sessions_.size() >= static_cast<size_t>(mcp.max_sessions)) {
+    web_log().warn("MCP: refused a new session: all {} sessions (mcp.max_sessions) are open",
+                   sessions_.size());
+    refusal =
+        Reply{503,
+              error_body(-32000, "too many MCP sessions: all " + std::to_string(mcp.max_sessions) +
+                                     " are open (mcp.max_sessions). End sessions no "
+                                     "longer needed with DELETE; idle ones end after " +
+                                     std::to_string(mcp.session_ttl_s) + " s"),
+              {}};
+    refusal.headers.emplace_back("Retry-After", "30");
+    return nullptr;
+  }
+  auto s = std::make_shared<Session>();
+  do s->id = net::random_nonce();
+  while (sessions_.count(s->id));
+  s->path = mcp.path;
+  s->version = std::move(version);
+  s->tools_seen = tools_hash(cfg);
+  s->last_used_ms = now;
+  s->busy = 1;
+  sessions_.emplace(s->id, s);
+  web_log().info("MCP: session opened ({} open)", sessions_.size());
+  return s;
+}
+
+std::optional<McpServer::Reply> McpServer::post_messages(Exchange& x) {
+  const McpSettings& mcp = x.mcp();
+  std::string_view ctype = header(x.req, "content-type");
+  if (!ctype.empty() && !iequal(media_type(ctype), "application/json"))
+    return Reply{
+        415, error_body(-32000, "send JSON-RPC messages as Content-Type: application/json"), {}};
+  std::string_view accept = header(x.req, "accept");
+  bool json_ok = accept.empty() || accepts(accept, "application/json");
+  bool sse_ok = !accept.empty() && accepts(accept, "text/event-stream");
+  if (!json_ok && !sse_ok)
+    return Reply{406,
+                 error_body(-32000,
+                            "the client must accept application/json or text/event-stream "
+                            "(MCP clients send \"Accept: application/json, text/event-stream\")"),
+                 {}};
   std::string err;
-  Value msg = json_parse(req.body, &err);
-  if (!err.empty()) return json_answer(400, rpc_error(Value(), -32700, "parse error: " + err));
-  if (msg.is_list()) {  // a batch (protocol 2025-03-26)
-    if (msg.as_list().empty())
-      return json_answer(400, rpc_error(Value(), -32600, "an empty batch"));
-    List answers;
-    for (const Value& one : msg.as_list()) {
-      Value a = dispatch(runtime, one);
+  Value msg = json_parse(x.req.body, &err);
+  if (!err.empty()) return Reply{400, error_body(-32700, "parse error: " + err), {}};
+  List single;
+  const List* messages = &single;
+  if (msg.is_list()) {
+    messages = &msg.as_list();
+    if (messages->empty()) return Reply{400, error_body(-32600, "an empty batch"), {}};
+  } else {
+    single.push_back(msg);
+  }
+  const Value* init = nullptr;
+  bool has_request = false;
+  for (const Value& m : *messages) {
+    if (is_request(m, "initialize")) init = &m;
+    has_request = has_request || (field(m, "method") && field(m, "id"));
+  }
+  if (init && messages->size() > 1)
+    return Reply{400, error_body(-32600, "initialize must be sent alone, not in a batch"), {}};
+
+  std::string version = init ? negotiate(*init) : std::string(kVersions[0]);
+  std::shared_ptr<Session> session;
+  Reply refusal;
+  if (mcp.sessions) {
+    session =
+        init ? open_session(x.runtime.configuration(), version, refusal) : find_session(x, refusal);
+    if (!session) return refusal;
+    version = session->version;
+  }
+  struct Release {
+    McpServer* self;
+    Session* s;
+    ~Release() {
+      if (s) self->release(*s);
+    }
+  } release{this, session.get()};
+  Headers headers;
+  if (session) headers.emplace_back("Mcp-Session-Id", session->id);
+
+  // An event stream when the client takes only that, or for a tool call that asked for
+  // progress: notifications/progress while the rule set runs, then the result.
+  Value token = messages->size() == 1 ? progress_token(messages->front()) : Value();
+  if (has_request && sse_ok && (!json_ok || !token.is_null())) {
+    x.before_answer(200);
+    auto stream = SseChannel::open(x.deferred, headers);
+    uint64_t call_id = 0;
+    if (!token.is_null()) {
+      auto call = std::make_shared<Call>();
+      call->stream = stream;
+      call->token = token;
+      const Value* name = field(*field(messages->front(), "params"), "name");
+      call->tool = name && name->is_string() ? name->as_string() : "tool";
+      call->started_ms = now_ms();
+      call->next_ms = call->started_ms + kProgressEveryMs;
+      std::lock_guard lock(mu_);
+      call_id = next_call_++;
+      calls_.emplace(call_id, call);
+      send_progress(*call, call->tool + ": started");
+    }
+    std::vector<Value> answers;
+    for (const Value& m : *messages) {
+      Value a = dispatch(x.runtime, m, version);
       if (!a.is_null()) answers.push_back(std::move(a));
     }
-    if (answers.empty()) return McpAnswer{202, "", {}, ""};
-    return json_answer(200, Value(std::move(answers)));
+    {
+      std::lock_guard lock(mu_);  // no progress after the answer
+      calls_.erase(call_id);
+    }
+    if (session) saw_tools(*session, x.runtime.configuration(), *messages);
+    for (const Value& a : answers) stream->send_message(to_json(a));
+    stream->end();
+    return std::nullopt;
   }
-  Value answer = dispatch(runtime, msg);
-  if (answer.is_null()) return McpAnswer{202, "", {}, ""};
-  const Value* error = answer.as_map().find("error");
-  bool invalid = error && error->as_map().find("code")->as_number() == -32600;
-  return json_answer(invalid ? 400 : 200, answer);
+
+  List answers;
+  for (const Value& m : *messages) {
+    Value a = dispatch(x.runtime, m, version);
+    if (!a.is_null()) answers.push_back(std::move(a));
+  }
+  if (session) saw_tools(*session, x.runtime.configuration(), *messages);
+  if (answers.empty()) return Reply{202, "", std::move(headers)};
+  Reply r{200, "", std::move(headers)};
+  if (msg.is_list()) {
+    r.body = to_json(Value(std::move(answers)));
+  } else {
+    const Value* error = field(answers.front(), "error");
+    const Value* code = error ? field(*error, "code") : nullptr;
+    if (code && code->is_number() && code->as_number() == -32600) r.status = 400;
+    r.body = to_json(answers.front());
+  }
+  r.body += '\n';
+  return r;
+}
+
+void McpServer::saw_tools(Session& s, const Configuration& cfg, const List& messages) {
+  for (const Value& m : messages)
+    if (is_request(m, "tools/list")) {
+      size_t h = tools_hash(cfg);
+      std::lock_guard lock(mu_);
+      s.tools_seen = h;
+      return;
+    }
+}
+
+void McpServer::tell_tools_changed_locked(Session& s, size_t tools) {
+  if (!s.stream || s.tools_seen == tools) return;
+  static const std::string changed =
+      to_json(notification("notifications/tools/list_changed", Value()));
+  if (s.stream->send_message(changed)) s.tools_seen = tools;
+}
+
+void McpServer::send_progress(Call& call, const std::string& message) {
+  Map p;
+  p.set("progressToken", call.token);
+  p.set("progress", Value(static_cast<double>(call.count)));
+  p.set("message", Value(message));
+  call.stream->send_message(to_json(notification("notifications/progress", Value(std::move(p)))));
+}
+
+std::optional<McpServer::Reply> McpServer::open_stream(Exchange& x) {
+  std::string_view accept = header(x.req, "accept");
+  if (!accepts(accept, "text/event-stream"))
+    return Reply{
+        406,
+        error_body(-32000, "GET opens the session's event stream: send Accept: text/event-stream"),
+        {}};
+  Reply refusal;
+  std::shared_ptr<Session> session = find_session(x, refusal);
+  if (!session) return refusal;
+  std::shared_ptr<SseChannel> old;
+  {
+    std::lock_guard lock(mu_);
+    --session->busy;
+    session->last_used_ms = now_ms();
+    if (streams_closed_)
+      return Reply{503, error_body(-32000, "the agent is stopping: no new event streams"), {}};
+    x.before_answer(200);
+    old = std::move(session->stream);
+    // Opened under the lock: once the client sees the head, notifications reach it.
+    session->stream = SseChannel::open(x.deferred, {{"Mcp-Session-Id", session->id}});
+    // The tool list changed while no stream was open: say so now.
+    tell_tools_changed_locked(*session, tools_hash(x.runtime.configuration()));
+  }
+  if (old) old->end();  // one stream per session: the newest wins
+  return std::nullopt;
+}
+
+std::optional<McpServer::Reply> McpServer::end_session(Exchange& x) {
+  Reply refusal;
+  std::shared_ptr<Session> session = find_session(x, refusal);
+  if (!session) return refusal;
+  size_t left = 0;
+  {
+    std::lock_guard lock(mu_);
+    --session->busy;
+    sessions_.erase(session->id);
+    if (session->stream) session->stream->end();
+    session->stream.reset();
+    left = sessions_.size();
+  }
+  web_log().info("MCP: session ended by its client ({} open)", left);
+  return Reply{204, "", {}};
+}
+
+void McpServer::housekeeping() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, kTick);
+    if (stopping_) break;
+    lock.unlock();
+    watch_configuration();
+    tick(now_ms());
+    lock.lock();
+  }
+}
+
+void McpServer::watch_configuration() {
+  std::shared_ptr<const Serving> s = slot_.latest();
+  uint64_t serial = s ? s->runtime_serial : 0;
+  if (serial == seen_serial_) return;  // only this thread reads and writes seen_serial_
+  seen_serial_ = serial;
+  const Configuration* cfg = s && s->runtime ? &s->runtime->configuration() : nullptr;
+  // Sessions live on while the endpoint stays where it was and keeps sessions.
+  std::string path = cfg && cfg->mcp.sessions ? cfg->mcp.path : "";
+  size_t tools = path.empty() ? 0 : tools_hash(*cfg);
+  std::lock_guard lock(mu_);
+  if (cfg) {
+    ttl_s_ = cfg->mcp.session_ttl_s;
+    keepalive_s_ = cfg->mcp.keepalive_s;
+  }
+  size_t ended = 0, told = 0;
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    Session& session = *it->second;
+    if (session.path != path) {
+      if (session.stream) session.stream->end();
+      it = sessions_.erase(it);
+      ++ended;
+      continue;
+    }
+    size_t before = session.tools_seen;
+    tell_tools_changed_locked(session, tools);
+    if (session.tools_seen != before) ++told;
+    ++it;
+  }
+  if (ended)
+    web_log().info(
+        "MCP: the new configuration moved the endpoint or turned sessions off: {} "
+        "sessions ended",
+        ended);
+  if (told) web_log().info("MCP: the tool list changed; told {} open event streams", told);
+}
+
+void McpServer::tick(int64_t now) {
+  std::lock_guard lock(mu_);
+  for (auto& [id, s] : sessions_) {
+    if (!s->stream) continue;
+    if (s->stream->is_open())
+      s->last_used_ms = now;  // a client listening is not idle
+    else
+      s->stream.reset();  // it went away: the idle clock starts now
+  }
+  std::erase_if(sessions_, [&](const auto& e) { return expired(*e.second, now, ttl_s_); });
+  if (now >= next_keepalive_ms_) {
+    for (auto& [id, s] : sessions_)
+      if (s->stream) s->stream->send_comment("keep-alive");
+    next_keepalive_ms_ = now + int64_t(keepalive_s_) * 1000;
+  }
+  for (auto& [n, call] : calls_) {
+    if (now < call->next_ms) continue;
+    ++call->count;
+    call->next_ms += kProgressEveryMs;
+    send_progress(*call, call->tool + ": running for " +
+                             std::to_string((now - call->started_ms + 500) / 1000) + " s");
+  }
 }
 
 }  // namespace cap::agent

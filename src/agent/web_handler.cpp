@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "agent/logging.h"
-#include "agent/mcp.h"
 #include "rules/forwarding.h"
 #include "rules/network.h"
 
@@ -333,8 +332,8 @@ void WebHandler::proxy(std::shared_ptr<Pending> p) {
 void WebHandler::answer_mcp(std::shared_ptr<Pending> p) {
   p->ex = nullptr;
   bool queued = wait_pool_.post([this, p] {
-    McpAnswer a = handle_mcp(*p->serving->runtime, p->req);
-    send(*p, net::ResponseView{a.status, a.content_type, a.headers, a.body, false});
+    p->body.reset();
+    mcp_.handle(*p->serving->runtime, p->req, p->deferred, [&](int status) { record(*p, status); });
   });
   if (!queued) {
     web_log().warn("wait pool full: refusing {} {}", p->req.method, p->req.target);

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "agent/mcp.h"
 #include "agent/metrics.h"
 #include "agent/serving.h"
 #include "agent/work_queue.h"
@@ -49,6 +50,9 @@ class WebHandler {
   /// ServerOptions::stream_request_bodies: whether what is served now passes large request
   /// bodies to the origin as they come. On a loop thread.
   bool streams_bodies();
+  /// Ends the MCP server's open event streams (they would hold up the drain): call once
+  /// the server stopped accepting.
+  void close_streams() { mcp_.close_streams(); }
 
   struct Pending;  // a request that continues off the loop thread
 
@@ -70,6 +74,7 @@ class WebHandler {
   net::HttpClientPool& client_;
   WorkQueue& wait_pool_;
   WebOptions options_;
+  McpServer mcp_{slot_};  // cap.json "mcp": sessions and event streams live here
 };
 
 }  // namespace cap::agent

@@ -237,6 +237,7 @@ class Loader {
   void check_cycles();
   void load_tool_params(RuleSet& rs, const json::object& o);
   void load_mcp();
+  void load_mcp_session_settings(const json::object& m, McpSettings& mcp);
   const RuleSet* ruleset_ref(const json::object& m, const char* key);
 
   const Package& pkg_;
@@ -545,6 +546,51 @@ void Loader::load_tool_params(RuleSet& rs, const json::object& o) {
   }
 }
 
+/// The session and stream settings of cap.json "mcp" (see McpSettings).
+void Loader::load_mcp_session_settings(const json::object& m, McpSettings& mcp) {
+  auto whole = [&](std::string_view name, int lo, int hi, int& out) {
+    auto* v = m.if_contains(name);
+    if (!v || v->is_null()) return;
+    double d = v->is_int64()    ? static_cast<double>(v->get_int64())
+               : v->is_uint64() ? static_cast<double>(v->get_uint64())
+               : v->is_double() ? v->get_double()
+                                : -1e18;
+    if (d != static_cast<double>(static_cast<int64_t>(d)) || d < lo || d > hi)
+      error("cap.json", "", "mcp." + std::string(name),
+            "must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi));
+    else
+      out = static_cast<int>(d);
+  };
+  whole("session_ttl_s", 1, 7 * 24 * 3600, mcp.session_ttl_s);
+  whole("max_sessions", 1, 100000, mcp.max_sessions);
+  whole("keepalive_s", 1, 300, mcp.keepalive_s);
+  if (auto* v = m.if_contains("sessions"); v && !v->is_null()) {
+    if (!v->is_bool())
+      error("cap.json", "", "mcp.sessions", "must be true (sessions) or false (stateless)");
+    else
+      mcp.sessions = v->get_bool();
+  }
+  if (auto* v = m.if_contains("origins"); v && !v->is_null()) {
+    if (!v->is_array()) {
+      error("cap.json", "", "mcp.origins",
+            "must be a list of origins like \"https://app.example.com\"");
+      return;
+    }
+    for (auto& e : v->get_array()) {
+      std::string_view o = e.is_string() ? std::string_view(e.get_string()) : std::string_view();
+      size_t scheme = o.find("://");
+      if (scheme == std::string_view::npos || scheme == 0 || o.size() == scheme + 3 ||
+          o.find_first_of("/?# ", scheme + 3) != std::string_view::npos)
+        error("cap.json", "", "mcp.origins",
+              "must hold origins like \"https://app.example.com\" (scheme, host, optional "
+              "port; no path), got " +
+                  json::serialize(e));
+      else
+        mcp.origins.emplace_back(o);
+    }
+  }
+}
+
 void Loader::load_mcp() {
   auto* v = manifest_.is_object() ? manifest_.get_object().if_contains("mcp") : nullptr;
   if (!v || v->is_null()) return;
@@ -555,11 +601,15 @@ void Loader::load_mcp() {
     return;
   }
   const json::object& m = v->get_object();
+  static constexpr std::string_view kFields[] = {"path",         "token",      "tools",
+                                                 "origins",      "sessions",   "session_ttl_s",
+                                                 "max_sessions", "keepalive_s"};
   for (auto& [k, val] : m)
-    if (k != "path" && k != "token" && k != "tools")
+    if (std::find(std::begin(kFields), std::end(kFields), std::string_view(k)) == std::end(kFields))
       warning("cap.json", "", "mcp." + std::string(k), "unknown field, ignored");
   McpSettings mcp;
   mcp.path = "/mcp";
+  load_mcp_session_settings(m, mcp);
   if (auto* p = m.if_contains("path"); p && !p->is_null()) {
     if (!p->is_string() || p->get_string().empty() || p->get_string()[0] != '/' ||
         p->get_string().find_first_of("?# \r\n") != json::string::npos ||

@@ -34,6 +34,9 @@ class LlmServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # The head and the body go out in separate writes: without this, each answer
+            # waits for the client's delayed ACK (some 40 ms).
+            disable_nagle_algorithm = True
 
             def log_message(self, *a):
                 pass

@@ -168,6 +168,8 @@ class SupportAgentExampleTest(AgentTestCase):
 
     def test_tools_over_mcp(self):
         h = {"Authorization": "Bearer example-mcp-token-1234", "Content-Type": "application/json"}
+        r = self.agent.web("POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize"}).encode(), h)
+        h["Mcp-Session-Id"] = r.headers["mcp-session-id"]  # the session every later request names
         r = self.agent.web("POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode(), h)
         self.assertEqual(r.status, 200, r)
         self.assertEqual([t["name"] for t in r.json()["result"]["tools"]], ["lookup_order", "faq"])
