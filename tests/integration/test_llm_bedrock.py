@@ -12,6 +12,7 @@ from botocore.credentials import Credentials
 
 from agent_harness import AgentTestCase, configuration, ruleset
 from llm_server import LlmServer
+from test_llm_stream import events
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 AWS = {"access_key_id": "AKIDEXAMPLE", "secret_access_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
@@ -101,6 +102,33 @@ class BedrockTest(AgentTestCase):
         self.assertEqual((use["name"], use["input"]), ("double", {"n": 21}))
         self.assertEqual(msgs[2]["content"], [{"toolResult": {
             "toolUseId": use["toolUseId"], "content": [{"text": "42"}], "status": "success"}}])
+        for req in self.llm.requests:
+            self.check_signed(req)
+
+    def test_ai_agent_streamed_from_converse(self):
+        tool = ruleset("double", "d", {
+            "d": {"rule": "SetVariable", "with": {"name": "RESULT", "value": "${n * 2}"}}})
+        tool["description"] = "Doubles a number."
+        tool["params"] = [{"name": "n", "type": "number", "required": True}]
+        self.agent.deploy_ok(configuration("b", [ruleset("main", "agent", {
+            "agent": {"rule": "AiAgent", "with": {
+                "provider": "bedrock", "base_url": self.llm.base, "model": MODEL,
+                "credential": "aws", "prompt": "Double 21", "tools": ["double"], "stream": True}},
+        }), tool]))
+        self.llm.tool_call(("double", {"n": 21}), prompt_tokens=9, completion_tokens=2)
+        self.llm.answer("It is 42.", prompt_tokens=15, completion_tokens=4)
+        r = self.agent.web("GET", "/")
+        self.assertEqual((r.status, r.headers["content-type"]), (200, "text/event-stream"), r)
+        got = events(r.text())
+        use_id = self.llm.requests[1]["json"]["messages"][1]["content"][0]["toolUse"]["toolUseId"]
+        self.assertEqual(got, [
+            ("tool_call", {"step": 1, "id": use_id, "name": "double", "arguments": {"n": 21}}),
+            ("tool_result", {"step": 1, "id": use_id, "name": "double", "result": "42", "error": False}),
+            ("message", {"delta": "It is 42."}),
+            ("done", {"steps": 2, "tool_calls": 1, "prompt_tokens": 24, "completion_tokens": 6,
+                      "finish_reason": "stop"})])
+        # Converse (not ConverseStream): the requests are the same as without stream.
+        self.assertNotIn("stream", self.llm.requests[0]["json"])
         for req in self.llm.requests:
             self.check_signed(req)
 

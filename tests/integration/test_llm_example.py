@@ -153,6 +153,22 @@ class SupportAgentExampleTest(AgentTestCase):
         roles = [m["role"] for m in self.llm.requests[2]["json"]["messages"]]
         self.assertEqual(roles, ["system", "user", "assistant", "tool", "assistant", "user"])
 
+    def test_conversation_is_kept_in_the_shop_database(self):
+        self.llm.answer("Hello Ann.")
+        self.ask("I am Ann", session="ann-1")
+        with sqlite3.connect(self.db_path) as db:
+            rows = db.execute("SELECT scope, conversation, messages FROM cap_conversations").fetchall()
+        self.assertEqual([(scope, conv) for scope, conv, _ in rows], [("support-agent/assistant", "ann-1")])
+        self.assertEqual([m["content"] for m in json.loads(rows[0][2])], ["I am Ann", "Hello Ann."])
+        self.assertNotIn("sk-example-key-123456", rows[0][2])
+        # A restarted agent continues it.
+        self.assertEqual(self.agent.stop(), 0)
+        self.agent.start()
+        self.llm.answer("You are Ann.")
+        self.assertEqual(self.ask("Who am I?", session="ann-1").json()["answer"], "You are Ann.")
+        self.assertEqual([m["role"] for m in self.llm.requests[1]["json"]["messages"]],
+                         ["system", "user", "assistant", "user"])
+
     def test_hand_over_and_unavailable(self):
         for _ in range(5):
             self.llm.tool_call(("faq", {"topic": "gift cards"}))
@@ -211,6 +227,21 @@ class SupportAgentPostgresTest(SharedPostgres, AgentTestCase):
         self.assertEqual(json.loads(results[1])["status"], "cancelled")
         self.assertTrue(results[2].startswith("There is no order 'Q-1'."), results[2])
         self.assertEqual(self.pg.psql("SELECT count(*) FROM shop_orders WHERE id LIKE 'A-%'"), "4")
+
+    def test_two_agents_share_the_conversations(self):
+        other = self.new_agent(env={"CAP_DB_URL": self.pg.url})
+        self.assertEqual(other.mgmt("PUT", "/v1/vault", {"openai": {"api_key": "sk-example-key-123456"}}).status, 200)
+        other.deploy_ok(example_files(self.llm.url))
+        self.llm.tool_call(("lookup_order", {"order_id": "A-1001"}))
+        self.llm.answer("A-1001 has shipped.")
+        self.llm.answer("It should arrive on 6 March.")
+        q = {"session": "pg-shared"}
+        self.agent.web("GET", "/ask?" + urllib.parse.urlencode(dict(q, q="Where is A-1001?")))
+        r = other.web("GET", "/ask?" + urllib.parse.urlencode(dict(q, q="When will it arrive?")))
+        self.assertEqual(r.json()["answer"], "It should arrive on 6 March.")
+        self.assertEqual([m["role"] for m in self.llm.requests[2]["json"]["messages"]],
+                         ["system", "user", "assistant", "tool", "assistant", "user"])
+        self.assertIn('"status":"shipped"', self.llm.requests[2]["json"]["messages"][3]["content"])
 
     def test_database_down_is_a_result_the_model_can_use(self):
         self.pg.stop()

@@ -158,6 +158,94 @@ TEST(LlmClient, MalformedAnswersAreErrors) {
   }
 }
 
+/// Answers every call with `body` under `status`, handed over in pieces of `piece` bytes
+/// (a model streaming its answer).
+class PiecesModel : public HttpClient {
+ public:
+  PiecesModel(int status, std::string body, size_t piece)
+      : status_(status), body_(std::move(body)), piece_(piece) {}
+  HttpReply call(const HttpCall&) override {
+    HttpReply r;
+    r.status = status_;
+    r.body = body_;
+    return r;
+  }
+  HttpReply call_pieces(const HttpCall&, const Pieces& piece) override {
+    HttpReply r;
+    r.status = status_;
+    for (size_t at = 0; at < body_.size(); at += piece_)
+      if (!piece(status_, std::string_view(body_).substr(at, piece_))) break;
+    return r;
+  }
+
+ private:
+  int status_;
+  std::string body_;
+  size_t piece_;
+};
+
+std::string events(std::initializer_list<const char*> chunks) {
+  std::string out;
+  for (const char* c : chunks) out += std::string("data: ") + c + "\n\n";
+  return out + "data: [DONE]\n\n";
+}
+
+TEST(LlmClient, StreamedToolCallsArePutTogether) {
+  std::string body = events({
+      R"({"choices":[{"index":0,"delta":{"role":"assistant","content":"Let me look."}}]})",
+      R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"lookup","arguments":""}}]}}]})",
+      R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"c2","type":"function","function":{"name":"faq","arguments":"{\"topic\""}}]}}]})",
+      R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"id\": "}}]}}]})",
+      R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"A-1\"}"}}]}}]})",
+      R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":": \"returns\"}"}}]}}]})",
+      R"({"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]})",
+      R"({"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":12}})",
+  });
+  for (size_t piece : {size_t(7), body.size()}) {
+    PiecesModel model(200, body, piece);
+    ChatRequest r = conversation(Provider::OpenAi);
+    std::string said;
+    ChatReply reply = rules::llm::chat_stream(model, r, [&](std::string_view t) {
+      said += t;
+      return true;
+    });
+    ASSERT_EQ(reply.status, ChatReply::Status::Ok) << reply.error;
+    EXPECT_EQ(said, "Let me look.");
+    EXPECT_EQ(reply.content, "Let me look.");
+    EXPECT_EQ(reply.finish_reason, "tool_calls");
+    EXPECT_EQ(reply.prompt_tokens, 40u);
+    ASSERT_EQ(reply.tool_calls.size(), 2u);
+    EXPECT_EQ(reply.tool_calls[0].id, "c1");
+    EXPECT_EQ(reply.tool_calls[0].name, "lookup");
+    EXPECT_EQ(reply.tool_calls[0].arguments_text, R"({"id": "A-1"})");
+    EXPECT_EQ(to_json(reply.tool_calls[0].arguments), R"({"id":"A-1"})");
+    EXPECT_EQ(reply.tool_calls[1].name, "faq");
+    EXPECT_EQ(to_json(reply.tool_calls[1].arguments), R"({"topic":"returns"})");
+  }
+}
+
+TEST(LlmClient, MalformedStreamedToolCallsAreErrors) {
+  struct Case {
+    std::string body;
+    const char* error;
+  } cases[] = {
+      {events(
+           {R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]})"}),
+       "a tool call of the model names no function"},
+      {events(
+           {R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":500,"function":{"name":"x"}}]}}]})"}),
+       "the model's stream holds a tool call with the index 500"},
+  };
+  for (const Case& c : cases) {
+    PiecesModel model(200, c.body, 16);
+    ChatReply reply = rules::llm::chat_stream(model, conversation(Provider::OpenAi),
+                                              [](std::string_view) { return true; });
+    EXPECT_EQ(reply.status, ChatReply::Status::Error) << c.body;
+    EXPECT_EQ(reply.error, c.error) << c.body;
+    EXPECT_TRUE(reply.tool_calls.empty());
+  }
+}
+
 TEST(LlmClient, Providers) {
   Provider p;
   EXPECT_TRUE(rules::llm::parse_provider("openai", &p));
