@@ -495,6 +495,7 @@ class Settings(unittest.TestCase):
                 self.addCleanup(c.cleanup)
                 c.start(wait=False)
                 self.assertEqual(c.proc.wait(30), 2)
+                c._reader.join(10)  # everything it printed has been read
                 self.assertIn(message, c.output())
 
 
