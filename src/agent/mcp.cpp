@@ -284,6 +284,7 @@ struct McpServer::Exchange {
   const Request& req;
   net::Deferred& deferred;
   const std::function<void(int)>& before_answer;
+  Headers cors;  // for a browser app on a listed origin: added to every answer
   const McpSettings& mcp() const { return runtime.configuration().mcp; }
 };
 
@@ -301,6 +302,9 @@ struct McpServer::Session {
 struct McpServer::Call {
   std::shared_ptr<SseChannel> stream;
   Value token;
+  std::string session;  // "" without sessions
+  Value request_id;     // what notifications/cancelled names
+  bool cancelled = false;
   std::string tool;
   int64_t started_ms = 0, next_ms = 0;
   int64_t count = 0;
@@ -316,8 +320,63 @@ std::string error_body(int code, std::string message) {
 
 }  // namespace
 
-McpServer::McpServer(ServingSlot& slot) : slot_(slot) {
+McpServer::McpServer(ServingSlot& slot, Metrics& metrics) : slot_(slot) {
+  metrics.add_section(
+      "mcp", [this](std::string& out) { append_prometheus(out); },
+      [this] { return stats_value(); });
   thread_ = std::thread([this] { housekeeping(); });
+}
+
+Value McpServer::stats_value() const {
+  size_t sessions = 0, streams = 0, calls = 0;
+  {
+    std::lock_guard lock(mu_);
+    sessions = sessions_.size();
+    for (const auto& [id, s] : sessions_) streams += s->stream && s->stream->is_open();
+    calls = calls_.size();
+  }
+  Map m;
+  m.set("sessions", Value(static_cast<double>(sessions)));
+  m.set("event_streams", Value(static_cast<double>(streams)));
+  m.set("streamed_calls_running", Value(static_cast<double>(calls)));
+  m.set("sessions_opened", Value(static_cast<double>(opened_.load())));
+  m.set("sessions_refused", Value(static_cast<double>(refused_.load())));
+  m.set("sessions_expired", Value(static_cast<double>(expired_.load())));
+  m.set("sessions_ended_by_clients", Value(static_cast<double>(ended_.load())));
+  m.set("tool_calls", Value(static_cast<double>(tool_calls_.load())));
+  m.set("tool_errors", Value(static_cast<double>(tool_errors_.load())));
+  m.set("streamed_calls", Value(static_cast<double>(progress_streams_.load())));
+  return Value(std::move(m));
+}
+
+void McpServer::append_prometheus(std::string& out) const {
+  Value v = stats_value();
+  struct Series {
+    const char* name;
+    const char* key;
+    const char* type;
+    const char* help;
+  };
+  static const Series series[] = {
+      {"cap_mcp_sessions", "sessions", "gauge", "MCP sessions open now."},
+      {"cap_mcp_event_streams", "event_streams", "gauge", "MCP event streams (GET) open now."},
+      {"cap_mcp_sessions_opened_total", "sessions_opened", "counter", "MCP sessions opened."},
+      {"cap_mcp_sessions_refused_total", "sessions_refused", "counter",
+       "initialize requests refused because max_sessions sessions were open."},
+      {"cap_mcp_sessions_expired_total", "sessions_expired", "counter",
+       "MCP sessions ended after session_ttl_s unused."},
+      {"cap_mcp_sessions_ended_total", "sessions_ended_by_clients", "counter",
+       "MCP sessions ended by their clients (DELETE)."},
+      {"cap_mcp_tool_calls_total", "tool_calls", "counter", "MCP tools/call requests."},
+      {"cap_mcp_tool_errors_total", "tool_errors", "counter",
+       "MCP tool calls answered with an error (isError or a JSON-RPC error)."},
+      {"cap_mcp_streamed_calls_total", "streamed_calls", "counter",
+       "MCP tool calls answered as event streams with progress."},
+  };
+  for (const Series& s : series) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", s.name, s.help, s.name, s.type,
+                       s.name, v.as_map().find(s.key)->as_number());
+  }
 }
 
 McpServer::~McpServer() {
@@ -349,9 +408,10 @@ void McpServer::end_all_sessions_locked() {
 
 void McpServer::handle(Runtime& runtime, const Request& req, net::Deferred& deferred,
                        const std::function<void(int)>& before_answer) {
-  Exchange x{runtime, req, deferred, before_answer};
+  Exchange x{runtime, req, deferred, before_answer, {}};
   std::optional<Reply> r = serve(x);
   if (!r) return;  // answered as a stream
+  for (auto& h : x.cors) r->headers.push_back(h);
   before_answer(r->status);
   deferred.respond(net::ResponseView{r->status, r->body.empty() ? "" : "application/json",
                                      r->headers, r->body, false});
@@ -361,6 +421,24 @@ std::optional<McpServer::Reply> McpServer::serve(Exchange& x) {
   const McpSettings& mcp = x.mcp();
   std::string_view method = x.req.method;
   bool post = method == "POST", get = method == "GET", del = method == "DELETE";
+  const char* allowed = mcp.sessions ? "GET, POST, DELETE, OPTIONS" : "POST, OPTIONS";
+  if (method == "OPTIONS") {  // a browser's CORS preflight: no token is sent with it
+    if (!origin_allowed(mcp, x.req))
+      return Reply{403, error_body(-32000, "the Origin header is not one of mcp.origins"), {}};
+    Reply r{204, "", {{"Allow", allowed}}};
+    std::string_view origin = header(x.req, "origin");
+    if (!origin.empty() && !mcp.origins.empty()) {
+      r.headers.emplace_back("Access-Control-Allow-Origin", std::string(origin));
+      r.headers.emplace_back("Access-Control-Allow-Methods",
+                             mcp.sessions ? "GET, POST, DELETE" : "POST");
+      r.headers.emplace_back("Access-Control-Allow-Headers",
+                             "Authorization, Content-Type, Accept, Mcp-Session-Id, "
+                             "MCP-Protocol-Version, Last-Event-ID");
+      r.headers.emplace_back("Access-Control-Max-Age", "600");
+      r.headers.emplace_back("Vary", "Origin");
+    }
+    return r;
+  }
   if (!post && !(mcp.sessions && (get || del))) {
     Reply r{
         405,
@@ -368,7 +446,7 @@ std::optional<McpServer::Reply> McpServer::serve(Exchange& x) {
                                           "session's event stream) and DELETE (ends the session)"
                                         : "the MCP endpoint takes JSON-RPC messages by POST"),
         {}};
-    r.headers.emplace_back("Allow", mcp.sessions ? "GET, POST, DELETE" : "POST");
+    r.headers.emplace_back("Allow", allowed);
     return r;
   }
   if (!origin_allowed(mcp, x.req))
@@ -377,6 +455,11 @@ std::optional<McpServer::Reply> McpServer::serve(Exchange& x) {
         error_body(-32000, mcp.origins.empty() ? "the Origin header does not match the Host"
                                                : "the Origin header is not one of mcp.origins"),
         {}};
+  // A browser app on a listed origin may read the answers, the session id among them.
+  if (std::string_view origin = header(x.req, "origin"); !origin.empty() && !mcp.origins.empty())
+    x.cors = {{"Access-Control-Allow-Origin", std::string(origin)},
+              {"Access-Control-Expose-Headers", "Mcp-Session-Id, WWW-Authenticate"},
+              {"Vary", "Origin"}};
   if (!authorized(x.runtime, x.req)) {
     Reply r{401, error_body(-32000, "a valid bearer token is required"), {}};
     r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"cap-mcp\"");
@@ -407,7 +490,10 @@ std::shared_ptr<McpServer::Session> McpServer::find_session(Exchange& x, Reply& 
   int64_t now = now_ms();
   std::lock_guard lock(mu_);
   auto it = sessions_.find(std::string(id));
-  if (it != sessions_.end() && expired(*it->second, now, x.mcp().session_ttl_s)) {
+  if (it != sessions_.end() && (expired(*it->second, now, x.mcp().session_ttl_s) ||
+                                it->second->path != x.mcp().path)) {  // opened elsewhere
+    if (it->second->stream) it->second->stream->end();
+    if (it->second->path == x.mcp().path) ++expired_;
     sessions_.erase(it);
     it = sessions_.end();
   }
@@ -450,11 +536,12 @@ std::shared_ptr<McpServer::Session> McpServer::open_session(const Configuration&
   const McpSettings& mcp = cfg.mcp;
   int64_t now = now_ms();
   std::lock_guard lock(mu_);
-  std::erase_if(sessions_,
-                [&](const auto& e) { return expired(*e.second, now, mcp.session_ttl_s); });
+  expired_ += std::erase_if(
+      sessions_, [&](const auto& e) { return expired(*e.second, now, mcp.session_ttl_s); });
   if (sessions_.size() >= static_cast<size_t>(mcp.max_sessions)) {
     web_log().warn("MCP: refused a new session: all {} sessions (mcp.max_sessions) are open",
                    sessions_.size());
+    ++refused_;
     refusal =
         Reply{503,
               error_body(-32000, "too many MCP sessions: all " + std::to_string(mcp.max_sessions) +
@@ -474,6 +561,7 @@ std::shared_ptr<McpServer::Session> McpServer::open_session(const Configuration&
   s->last_used_ms = now;
   s->busy = 1;
   sessions_.emplace(s->id, s);
+  ++opened_;
   web_log().info("MCP: session opened ({} open)", sessions_.size());
   return s;
 }
@@ -531,18 +619,23 @@ std::optional<McpServer::Reply> McpServer::post_messages(Exchange& x) {
   } release{this, session.get()};
   Headers headers;
   if (session) headers.emplace_back("Mcp-Session-Id", session->id);
+  cancel_calls(session.get(), *messages);
 
   // An event stream when the client takes only that, or for a tool call that asked for
   // progress: notifications/progress while the rule set runs, then the result.
   Value token = messages->size() == 1 ? progress_token(messages->front()) : Value();
   if (has_request && sse_ok && (!json_ok || !token.is_null())) {
     x.before_answer(200);
+    for (auto& h : x.cors) headers.push_back(h);
     auto stream = SseChannel::open(x.deferred, headers);
     uint64_t call_id = 0;
+    std::shared_ptr<Call> call;
     if (!token.is_null()) {
-      auto call = std::make_shared<Call>();
+      call = std::make_shared<Call>();
       call->stream = stream;
       call->token = token;
+      call->session = session ? session->id : "";
+      call->request_id = *field(messages->front(), "id");
       const Value* name = field(*field(messages->front(), "params"), "name");
       call->tool = name && name->is_string() ? name->as_string() : "tool";
       call->started_ms = now_ms();
@@ -550,19 +643,24 @@ std::optional<McpServer::Reply> McpServer::post_messages(Exchange& x) {
       std::lock_guard lock(mu_);
       call_id = next_call_++;
       calls_.emplace(call_id, call);
+      ++progress_streams_;
       send_progress(*call, call->tool + ": started");
     }
     std::vector<Value> answers;
     for (const Value& m : *messages) {
       Value a = dispatch(x.runtime, m, version);
+      count_tool_call(m, a);
       if (!a.is_null()) answers.push_back(std::move(a));
     }
+    bool cancelled = false;
     {
       std::lock_guard lock(mu_);  // no progress after the answer
       calls_.erase(call_id);
+      cancelled = call && call->cancelled;
     }
     if (session) saw_tools(*session, x.runtime.configuration(), *messages);
-    for (const Value& a : answers) stream->send_message(to_json(a));
+    if (!cancelled)
+      for (const Value& a : answers) stream->send_message(to_json(a));
     stream->end();
     return std::nullopt;
   }
@@ -570,6 +668,7 @@ std::optional<McpServer::Reply> McpServer::post_messages(Exchange& x) {
   List answers;
   for (const Value& m : *messages) {
     Value a = dispatch(x.runtime, m, version);
+    count_tool_call(m, a);
     if (!a.is_null()) answers.push_back(std::move(a));
   }
   if (session) saw_tools(*session, x.runtime.configuration(), *messages);
@@ -585,6 +684,39 @@ std::optional<McpServer::Reply> McpServer::post_messages(Exchange& x) {
   }
   r.body += '\n';
   return r;
+}
+
+void McpServer::cancel_calls(const Session* session, const List& messages) {
+  if (!session) return;  // without sessions a request id does not say whose call it is
+  for (const Value& m : messages) {
+    const Value* method = field(m, "method");
+    const Value* params = field(m, "params");
+    const Value* id = params ? field(*params, "requestId") : nullptr;
+    if (field(m, "id") || !method || !method->is_string() ||
+        method->as_string() != "notifications/cancelled" || !id)
+      continue;
+    std::lock_guard lock(mu_);
+    for (auto it = calls_.begin(); it != calls_.end(); ++it) {
+      Call& call = *it->second;
+      if (call.session != session->id || !(call.request_id == *id)) continue;
+      call.cancelled = true;
+      call.stream->end();
+      web_log().info(
+          "MCP: the client cancelled its call of {}; the rule set runs to its end and "
+          "its result is dropped",
+          call.tool);
+      calls_.erase(it);
+      break;
+    }
+  }
+}
+
+void McpServer::count_tool_call(const Value& request, const Value& answer) {
+  if (!is_request(request, "tools/call")) return;
+  ++tool_calls_;
+  const Value* result = field(answer, "result");
+  const Value* is_error = result ? field(*result, "isError") : nullptr;
+  if (!result || (is_error && is_error->is_bool() && is_error->as_bool())) ++tool_errors_;
 }
 
 void McpServer::saw_tools(Session& s, const Configuration& cfg, const List& messages) {
@@ -632,7 +764,9 @@ std::optional<McpServer::Reply> McpServer::open_stream(Exchange& x) {
     x.before_answer(200);
     old = std::move(session->stream);
     // Opened under the lock: once the client sees the head, notifications reach it.
-    session->stream = SseChannel::open(x.deferred, {{"Mcp-Session-Id", session->id}});
+    Headers headers{{"Mcp-Session-Id", session->id}};
+    for (auto& h : x.cors) headers.push_back(h);
+    session->stream = SseChannel::open(x.deferred, headers);
     // The tool list changed while no stream was open: say so now.
     tell_tools_changed_locked(*session, tools_hash(x.runtime.configuration()));
   }
@@ -649,6 +783,7 @@ std::optional<McpServer::Reply> McpServer::end_session(Exchange& x) {
     std::lock_guard lock(mu_);
     --session->busy;
     sessions_.erase(session->id);
+    ++ended_;
     if (session->stream) session->stream->end();
     session->stream.reset();
     left = sessions_.size();
@@ -714,7 +849,8 @@ void McpServer::tick(int64_t now) {
     else
       s->stream.reset();  // it went away: the idle clock starts now
   }
-  std::erase_if(sessions_, [&](const auto& e) { return expired(*e.second, now, ttl_s_); });
+  expired_ +=
+      std::erase_if(sessions_, [&](const auto& e) { return expired(*e.second, now, ttl_s_); });
   if (now >= next_keepalive_ms_) {
     for (auto& [id, s] : sessions_)
       if (s->stream) s->stream->send_comment("keep-alive");

@@ -8,8 +8,10 @@
 //
 // The endpoint, in the order a request meets it:
 //   method     POST (JSON-RPC messages), GET (the session's event stream), DELETE (ends the
-//              session); anything else 405. Without sessions only POST.
-//   origin     a browser's Origin must be one of "origins", or the Host's own: else 403
+//              session), OPTIONS (CORS preflight); anything else 405. Without sessions no GET
+//              or DELETE.
+//   origin     a browser's Origin must be one of "origins", or the Host's own: else 403.
+//              A listed origin gets CORS headers, so browser apps there can read answers.
 //   token      "Authorization: Bearer TOKEN" with the token from the vault (constant-time
 //              compare): else 401 with WWW-Authenticate
 //   version    an MCP-Protocol-Version header this server does not speak: 400
@@ -19,7 +21,8 @@
 //   messages   initialize, ping, tools/list, tools/call; notifications and client responses
 //              202; batches answered as a list. A tools/call carrying a progressToken, from a
 //              client that accepts text/event-stream, is answered as an event stream:
-//              notifications/progress while the rule set runs, then the result.
+//              notifications/progress while the rule set runs, then the result (none when
+//              the client cancels it with notifications/cancelled).
 //   streams    GET opens the session's event stream (one per session: a new one replaces
 //              the old): keep-alive comments, and notifications/tools/list_changed when a
 //              newly activated configuration offers a different tool list
@@ -30,6 +33,7 @@
 // session ids never reach a log line, a trace or an error.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -40,6 +44,7 @@
 #include <string>
 #include <thread>
 
+#include "agent/metrics.h"
 #include "agent/serving.h"
 #include "cap/engine.h"
 #include "net/http_server.h"
@@ -51,8 +56,9 @@ class SseChannel;
 class McpServer {
  public:
   /// Starts the housekeeping thread: session expiry, keep-alives, progress of running calls,
-  /// and watching `slot` for configurations that change the tool list.
-  explicit McpServer(ServingSlot& slot);
+  /// and watching `slot` for configurations that change the tool list. Adds the "mcp"
+  /// section to `metrics` (/metrics and GET /v1/stats): call it before serving.
+  McpServer(ServingSlot& slot, Metrics& metrics);
   /// Ends every stream and joins the thread.
   ~McpServer();
   McpServer(const McpServer&) = delete;
@@ -87,6 +93,11 @@ class McpServer {
                                         Reply& refusal);
   /// Remembers the tool list a session got when `messages` asked for it.
   void saw_tools(Session& s, const Configuration& cfg, const List& messages);
+  /// Ends the streamed calls of `session` that notifications/cancelled in `messages` name:
+  /// no more progress, and no answer (their rule sets still run to their ends).
+  void cancel_calls(const Session* session, const List& messages);
+  /// Counts `request` for metrics when it is a tools/call (an error when `answer` is one).
+  void count_tool_call(const Value& request, const Value& answer);
   /// Sends notifications/tools/list_changed on the session's stream when `tools` (a hash)
   /// is not the list it last got. Under mu_.
   void tell_tools_changed_locked(Session& s, size_t tools);
@@ -97,6 +108,8 @@ class McpServer {
   void tick(int64_t now_ms);
   void watch_configuration();
   void end_all_sessions_locked();
+  void append_prometheus(std::string& out) const;
+  Value stats_value() const;
 
   ServingSlot& slot_;
   mutable std::mutex mu_;
@@ -110,6 +123,9 @@ class McpServer {
   uint64_t seen_serial_ = 0;
   int ttl_s_ = 1800, keepalive_s_ = 15;
   int64_t next_keepalive_ms_ = 0;
+  // Counted since start, for metrics.
+  std::atomic<uint64_t> opened_{0}, refused_{0}, expired_{0}, ended_{0}, tool_calls_{0},
+      tool_errors_{0}, progress_streams_{0};
   std::thread thread_;
 };
 

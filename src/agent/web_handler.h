@@ -74,7 +74,7 @@ class WebHandler {
   net::HttpClientPool& client_;
   WorkQueue& wait_pool_;
   WebOptions options_;
-  McpServer mcp_{slot_};  // cap.json "mcp": sessions and event streams live here
+  McpServer mcp_{slot_, metrics_};  // cap.json "mcp": sessions and event streams live here
 };
 
 }  // namespace cap::agent

@@ -285,6 +285,13 @@ class McpTest(AgentTestCase):
         self.assertEqual(r.status, 404, r)
         # The site itself still answers on the same port.
         self.assertEqual(self.agent.web("GET", "/other").text(), "site /other")
+        stats = self.agent.mgmt("GET", "/v1/stats").json()["mcp"]
+        self.assertEqual((stats["sessions_opened"], stats["sessions_ended_by_clients"], stats["sessions"]), (1, 1, 0))
+        self.assertEqual((stats["tool_calls"], stats["tool_errors"]), (6, 3))
+        metrics = self.agent.mgmt("GET", "/metrics").text()
+        self.assertIn("cap_mcp_tool_calls_total 6\n", metrics)
+        self.assertIn("cap_mcp_sessions_ended_total 1\n", metrics)
+        self.assertNotIn(session, metrics + json.dumps(stats) + self.agent.log_text())
 
     def test_sdk_client_with_a_wrong_token_is_refused(self):
         self.agent.deploy_ok(tools_config())
@@ -436,6 +443,9 @@ class McpTest(AgentTestCase):
         for sid in (a, b):
             self.session = sid
             self.assertEqual(self.rpc(PING).status, 200)
+        metrics = self.agent.mgmt("GET", "/metrics").text()
+        self.assertIn("cap_mcp_sessions 2\n", metrics)
+        self.assertIn("cap_mcp_sessions_refused_total 1\n", metrics)
         self.assertEqual(self.raw("DELETE", session=a).status, 204)
         self.initialize()
         self.assertNotIn(self.session, (a, b))
@@ -451,6 +461,8 @@ class McpTest(AgentTestCase):
         self.session = idle
         r = self.rpc(PING)
         self.assertEqual(r.status, 404, r)
+        stats = self.agent.mgmt("GET", "/v1/stats").json()["mcp"]
+        self.assertGreaterEqual(stats["sessions_expired"], 1)
 
     def test_origins(self):
         self.agent.deploy_ok(tools_config())
@@ -473,6 +485,27 @@ class McpTest(AgentTestCase):
         r = self.rpc(INIT, session=False, headers={"Origin": "https://evil.example"})
         self.assertEqual(r.status, 403)
         self.assertNotIn("mcp-session-id", r.headers)
+        self.assertNotIn("access-control-allow-origin", r.headers)
+        # A browser app on a listed origin: its preflight (no token) and its answers carry CORS
+        # headers, so it can read them and the session id.
+        r = self.agent.web("OPTIONS", "/mcp", headers={
+            "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, mcp-session-id"})
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(r.headers["access-control-allow-origin"], "https://app.example.com")
+        self.assertEqual(r.headers["access-control-allow-methods"], "GET, POST, DELETE")
+        self.assertIn("Mcp-Session-Id", r.headers["access-control-allow-headers"])
+        self.assertIn("Authorization", r.headers["access-control-allow-headers"])
+        r = self.agent.web("OPTIONS", "/mcp", headers={"Origin": "https://evil.example",
+                                                      "Access-Control-Request-Method": "POST"})
+        self.assertEqual(r.status, 403, r)
+        self.assertNotIn("access-control-allow-origin", r.headers)
+        r = self.rpc(INIT, session=False, headers={"Origin": "https://app.example.com"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.headers["access-control-allow-origin"], "https://app.example.com")
+        self.assertIn("Mcp-Session-Id", r.headers["access-control-expose-headers"])
+        r = self.rpc(PING, token="wrong", headers={"Origin": "https://app.example.com"})
+        self.assertEqual((r.status, r.headers["access-control-allow-origin"]), (401, "https://app.example.com"))
 
     def test_stateless(self):
         self.agent.deploy_ok(tools_config(mcp={"sessions": False}))
@@ -485,7 +518,7 @@ class McpTest(AgentTestCase):
         self.assertEqual(r.json()["result"]["content"][0]["text"], "Returns within 7 days.")
         for method in ("GET", "DELETE"):
             r = self.raw(method, {"Accept": "text/event-stream"})
-            self.assertEqual((r.status, r.headers["allow"]), (405, "POST"), (method, r))
+            self.assertEqual((r.status, r.headers["allow"]), (405, "POST, OPTIONS"), (method, r))
         out = self.sdk({"calls": [{"name": "faq", "arguments": {"days": 3}}]})
         self.assertNotIn("error", out, out)
         self.assertIsNone(out["session"])
@@ -513,7 +546,7 @@ class McpTest(AgentTestCase):
         for method in ("PUT", "PATCH"):
             r = self.raw(method, session=self.session)
             self.assertEqual(r.status, 405, r)
-            self.assertEqual(r.headers["allow"], "GET, POST, DELETE")
+            self.assertEqual(r.headers["allow"], "GET, POST, DELETE, OPTIONS")
         r = self.raw("GET", {"Accept": "application/json"}, session=self.session)
         self.assertEqual(r.status, 406, r)
         self.assertIn("Accept: text/event-stream", r.json()["error"]["message"])
@@ -558,6 +591,7 @@ class McpTest(AgentTestCase):
         self.assertEqual((es.status, es.headers["content-type"]), (200, "text/event-stream"))
         self.assertEqual(es.headers["mcp-session-id"], self.session)
         self.assertEqual(es.headers["cache-control"], "no-cache")
+        self.assertEqual(self.agent.mgmt("GET", "/v1/stats").json()["mcp"]["event_streams"], 1)
         # Keep-alive comments while nothing happens.
         self.assertEqual(es.next(), ("comment", "keep-alive"))
         # A new configuration with another tool list: the stream hears of it.
@@ -622,11 +656,44 @@ class McpTest(AgentTestCase):
             "content": [{"type": "text", "text": "the slow answer"}], "isError": False}})
         self.assertTrue(all(e[1]["method"] == "notifications/progress" for e in seen[:-1]), seen)
         self.assertIsNone(es.next())  # the stream ends with the answer
+        self.assertIn("cap_mcp_streamed_calls_total 1\n", self.agent.mgmt("GET", "/metrics").text())
         # Without a progressToken the same call is answered as JSON; the session goes on.
         call["params"].pop("_meta")
         r = self.rpc(call)
         self.assertEqual((r.status, r.headers["content-type"]), (200, "application/json"))
         self.assertEqual(r.json()["result"]["content"][0]["text"], "the slow answer")
+
+    def test_cancelled_streamed_call_gets_no_answer(self):
+        slow = SlowService()
+        self.addCleanup(slow.close)
+        self.agent.deploy_ok(tools_config(tools=["slow"], slow_url=slow.url))
+        self.initialize()
+        call = {"jsonrpc": "2.0", "id": "c-1", "method": "tools/call",
+                "params": {"name": "slow", "arguments": {}, "_meta": {"progressToken": 7}}}
+        es = self.stream("POST", body=call)
+        kind, first = es.next()
+        self.assertEqual((first["params"]["progressToken"], first["params"]["progress"]), (7, 0))
+        # Another session's cancel, or one naming another request, changes nothing.
+        cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "c-2"}}
+        self.assertEqual(self.rpc(cancel).status, 202)
+        mine = self.session
+        self.initialize()
+        cancel["params"]["requestId"] = "c-1"
+        self.assertEqual(self.rpc(cancel).status, 202)
+        kind, more = es.next()
+        self.assertEqual(more["method"], "notifications/progress")
+        # The caller's cancel ends the stream without an answer.
+        self.session = mine
+        self.assertEqual(self.rpc(cancel).status, 202)
+        while True:
+            ev = es.next()
+            if ev is None:
+                break
+            self.assertEqual(ev[1]["method"], "notifications/progress", ev)
+        self.assertTrue(self.agent.wait_for_log(r"MCP: the client cancelled its call of slow"))
+        slow.release()
+        # The session goes on.
+        self.assertEqual(self.rpc(PING).json()["result"], {})
 
     def test_stopping_ends_open_streams(self):
         self.agent.deploy_ok(tools_config())
