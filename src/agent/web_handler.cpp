@@ -121,7 +121,7 @@ struct WebHandler::Pending {
   std::shared_ptr<BodySource> body;  // the request body, when it streams
   int64_t body_length = -1;
   Response res;
-  std::vector<ResponseEdit> edits;  // RESPONSE_ADDITIONS not applied yet
+  ResponseEdits edits;  // RESPONSE_ADDITIONS not applied yet (null: none)
   Outcome outcome;
   int64_t t0 = 0;
   bool rules_ran = false;
@@ -140,7 +140,7 @@ struct WebHandler::Pending {
     req.scheme = e.secure() ? "https" : "http";
     req.timestamp_ms = 0;
     res.reset();
-    edits.clear();
+    edits.reset();
     ex = nullptr;
     inline_serving = nullptr;
     outcome = Outcome{};
@@ -228,7 +228,8 @@ void WebHandler::finish(Pending& p) {
     p.res.content_type = kHtml;
     p.res.body = page(404);
   }
-  for (auto& e : p.edits) apply_to_response(e, p.res);
+  if (p.edits)
+    for (auto& e : *p.edits) apply_to_response(e, p.res);
   send(p, net::ResponseView{p.res.status, p.res.content_type, p.res.headers, p.res.body, false});
 }
 
@@ -284,10 +285,11 @@ bool WebHandler::origin_failed(Pending& p, const HttpReply& reply) {
 }
 
 HeaderLines WebHandler::client_headers(Pending& p, HttpReply& reply) {
-  HeaderLines headers;
-  headers_for_client(reply, headers);
+  HeaderLines headers = std::move(reply.headers);
+  strip_for_client(headers);
   for (auto& h : p.res.headers) headers.push_back(h);  // added by rules (SetCookie)
-  for (auto& e : p.edits) apply_edit(e, headers, reply.body);
+  if (p.edits)
+    for (auto& e : *p.edits) apply_edit(e, headers, reply.body);
   return headers;
 }
 
@@ -303,20 +305,22 @@ void WebHandler::proxy(std::shared_ptr<Pending> p) {
     call.body_length = p->body_length;
   }
   bool body_edit = false;
-  for (const auto& e : p->edits) body_edit = body_edit || e.replace_body;
+  if (p->edits)
+    for (const auto& e : *p->edits) body_edit = body_edit || e.replace_body;
   if (!body_edit) {
     client_.call_streaming(
         std::move(call), kBufferUpTo,
         [this, p](HttpReply reply, std::shared_ptr<net::BodyReader> body) {
           if (origin_failed(*p, reply)) return;
+          std::optional<uint64_t> length = body ? content_length(reply) : std::nullopt;
           HeaderLines headers = client_headers(*p, reply);  // body edits: none here
           if (!body) {
             send(*p, net::ResponseView{reply.status, {}, headers, reply.body, false});
             return;
           }
           record(*p, reply.status);
-          auto out = p->deferred.stream(net::ResponseView{reply.status, {}, headers, {}, false},
-                                        content_length(reply));
+          auto out =
+              p->deferred.stream(net::ResponseView{reply.status, {}, headers, {}, false}, length);
           if (out) pump(std::move(body), std::move(out));
         });
     return;

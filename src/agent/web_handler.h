@@ -66,6 +66,7 @@ class WebHandler {
   bool origin_failed(Pending& p, const HttpReply& reply);
   /// The origin's headers as the client gets them: hop-by-hop ones dropped, the rules'
   /// headers added, RESPONSE_ADDITIONS applied (to `reply.body` too when one replaces it).
+  /// Takes the lines out of `reply.headers`.
   rules::HeaderLines client_headers(Pending& p, HttpReply& reply);
   void record(Pending& p, int status);  // metrics and the request log line
 

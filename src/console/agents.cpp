@@ -143,6 +143,7 @@ AgentStatus Console::cached_status(const std::string& id) {
 
 void Console::start_poller() {
   poller_ = std::thread([this] { poll_loop(); });
+  start_ecs();
 }
 
 void Console::stop_poller() {
@@ -152,6 +153,7 @@ void Console::stop_poller() {
   }
   poll_cv_.notify_all();
   if (poller_.joinable()) poller_.join();
+  stop_ecs();
 }
 
 void Console::poll_loop() {

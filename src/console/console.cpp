@@ -265,7 +265,7 @@ bool settings_from_env(Settings* s, std::string* error) {
     *error = "set both CAP_CONSOLE_TLS_CERT and CAP_CONSOLE_TLS_KEY, or neither";
     return false;
   }
-  return true;
+  return ecs_settings_from_env(&s->ecs, error);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -378,6 +378,7 @@ Response Console::api(const Request& r, const std::vector<std::string>& seg) {
   if (area == "deployments") return deployments(c, r, seg);
   if (area == "vault") return vault(c, r, seg);
   if (area == "extensions") return extensions(c, r, seg);
+  if (area == "ecs") return ecs_api(c, r, seg);
   throw ApiError{404, "no such API endpoint: " + r.path};
 }
 

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -25,6 +26,7 @@
 #include "cap/engine.h"
 #include "console/crypto.h"
 #include "console/db.h"
+#include "console/ecs.h"
 #include "net/http_client.h"
 
 namespace cap::console {
@@ -48,6 +50,7 @@ struct Settings {
   int64_t login_lockout_s = 300;
   int agent_timeout_ms = 120000;  // one management call during a deploy
   std::string agent_ca_file;      // extra trust anchors for agents' TLS management ports
+  EcsSettings ecs;                // following an ECS service (CAP_ECS_*, ecs.h)
 };
 
 /// Reads the settings from the environment (CAP_CONSOLE_*, CAP_ADMIN_PASSWORD). False with
@@ -137,6 +140,9 @@ struct AgentStatus {
   json::value status;  // the agent's /v1/status answer
   int64_t checked_at = 0;
 };
+/// From an agent's status: whether it says it is ready, and whether its active
+/// configuration has the SHA-256 `sha256`. Both false when it is offline. (deploy.cpp)
+void read_status(const AgentStatus& st, const std::string& sha256, bool* ready, bool* running);
 
 /// An agent definition with its key opened.
 struct AgentDef {
@@ -232,6 +238,23 @@ class Console {
   /// body; throws ApiError 422 when one is not in the vault.
   std::optional<std::string> vault_for(const Package& pkg);
 
+  // ecs.cpp: following an ECS service (ecs.h)
+  void start_ecs();
+  void stop_ecs();
+  Response ecs_api(const Caller& c, const Request& r, const std::vector<std::string>& seg);
+  /// Brings the ECS-discovered agent definitions in step with the service's running tasks
+  /// and returns what changed (as GET /api/v1/ecs shows it). Throws ApiError 502, with the
+  /// definitions untouched, when an AWS call fails.
+  json::object ecs_sync(const Caller& who, const std::string& trigger);
+  /// Whether a rolling deploy to `a` goes through the target group (an ECS-discovered agent
+  /// with CAP_ECS_TARGET_GROUP_ARN set).
+  bool ecs_rolls(const AgentDef& a) const;
+  /// deploy_one for such an agent: deregister, wait for draining, deploy, check ready,
+  /// register, wait for healthy; each step in "steps", the result so far given to
+  /// `progress` after every step. On failure "target_left" says where the target stands.
+  json::object ecs_deploy_one(const AgentDef& a, const std::string& zip, const Package& pkg,
+                              const std::function<void(const json::object&)>& progress);
+
   Settings settings_;
   Db& db_;
   Sealer& sealer_;
@@ -253,6 +276,7 @@ class Console {
   std::condition_variable poll_cv_;
   bool poll_stop_ = false;
   std::thread poller_;
+  std::unique_ptr<EcsRuntime> ecs_;
 };
 
 }  // namespace cap::console

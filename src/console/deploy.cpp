@@ -101,6 +101,16 @@ constexpr const char* kDeploymentColumns =
 
 }  // namespace
 
+void read_status(const AgentStatus& st, const std::string& sha256, bool* ready, bool* running) {
+  *ready = *running = false;
+  if (!st.online || !st.status.is_object()) return;
+  auto& o = st.status.as_object();
+  *ready = o.contains("ready") && o.at("ready").is_bool() && o.at("ready").as_bool();
+  if (auto* cfg = o.if_contains("configuration"); cfg && cfg->is_object())
+    if (auto* s = cfg->as_object().if_contains("sha256"); s && s->is_string())
+      *running = s->as_string() == sha256;
+}
+
 json::object Console::deploy_one(const AgentDef& a, const std::string& zip, const Package& pkg,
                                  bool check_ready) {
   json::object result{{"agent", a.id}, {"ok", false}};
@@ -150,15 +160,8 @@ json::object Console::deploy_one(const AgentDef& a, const std::string& zip, cons
   if (check_ready) {
     // The agent must report itself ready with the new configuration before the next one.
     AgentStatus now = check_agent(a);
-    std::string sha = net::sha256_hex(zip);
     bool running = false, ready = false;
-    if (now.online) {
-      auto& o = now.status.as_object();
-      ready = o.contains("ready") && o.at("ready").is_bool() && o.at("ready").as_bool();
-      if (auto* cfg = o.if_contains("configuration"); cfg && cfg->is_object())
-        if (auto* s = cfg->as_object().if_contains("sha256"); s && s->is_string())
-          running = s->as_string() == sha;
-    }
+    read_status(now, net::sha256_hex(zip), &ready, &running);
     if (!now.online) return fail({"status check after the deploy: " + now.error});
     if (!running || !ready)
       return fail(
@@ -290,7 +293,16 @@ json::object Console::run_deployment(const Caller& c, const std::string& configu
              json::array{"not deployed: the rolling deploy stopped after " + failed + " failed"}}});
         continue;
       }
-      json::object r = deploy_one(a, zip, pkg, true);
+      // ECS tasks leave the load balancer while they change (ecs.cpp); the record shows
+      // each step as it happens.
+      auto progress = [&](const json::object& now) {
+        json::array so_far = results;
+        so_far.push_back(now);
+        DbSession s(db_);
+        s.query("UPDATE deployments SET results = $1 WHERE id = $2", {json::serialize(so_far), id});
+      };
+      json::object r =
+          ecs_rolls(a) ? ecs_deploy_one(a, zip, pkg, progress) : deploy_one(a, zip, pkg, true);
       if (!r["ok"].as_bool()) {
         failed = a.id;
         all_ok = false;

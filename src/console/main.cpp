@@ -47,6 +47,9 @@ constexpr const char* kUsage =
     "  CAP_CONSOLE_MAX_UPLOAD_BYTES   largest request body (67108864)\n"
     "  CAP_CONSOLE_LOGIN_ATTEMPTS, CAP_CONSOLE_LOGIN_LOCKOUT   failed logins before a lockout\n"
     "                        of that many seconds (5, 300)\n"
+    "  CAP_ECS_CLUSTER, CAP_ECS_SERVICE, CAP_ECS_AGENT_KEY, CAP_ECS_TARGET_GROUP_ARN...\n"
+    "                        follow an ECS service and roll deploys through its target group\n"
+    "                        (docs/aws.md)\n"
     "See docs/console.md.\n";
 
 std::string default_ui_dir() {

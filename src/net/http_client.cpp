@@ -1,16 +1,18 @@
 // HttpClientPool (net/http_client.h): Asio + Beast, its own loop thread(s), idle keep-alive
 // connections pooled per origin.
 //
-// One call is a CallState owned by the completion handlers in flight (shared_ptr) and by its
-// loop's active set until it finishes. Its overall deadline is one timer; a timeout closes
-// the connection, and the handler that then completes with an error finds the call finished
-// and only cleans up.
+// One call is a CallState owned by the completion handlers in flight (shared_ptr), and
+// listed (not owned) in its loop's intrusive list of active calls until it finishes. The
+// loop's one deadline timer, armed for the earliest deadline, times calls out; a timeout
+// closes the connection, and the handler that then completes with an error finds the call
+// finished and only cleans up.
 #include "net/http_client.h"
 
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -28,6 +30,9 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
+#include <cassert>
+#include <cctype>
+#include <cstring>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -72,12 +77,17 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 bool is_token(std::string_view s) {
+  static constexpr auto kToken = [] {
+    std::array<bool, 256> a{};
+    for (int c = 'a'; c <= 'z'; ++c) a[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) a[c] = true;
+    for (int c = '0'; c <= '9'; ++c) a[c] = true;
+    for (unsigned char c : std::string_view("!#$%&'*+-.^_`|~")) a[c] = true;
+    return a;
+  }();
   if (s.empty()) return false;
-  for (char c : s) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) continue;
-    if (std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos) continue;
-    return false;
-  }
+  for (char c : s)
+    if (!kToken[static_cast<unsigned char>(c)]) return false;
   return true;
 }
 
@@ -118,17 +128,23 @@ std::string base64(std::string_view in) {
   return out;
 }
 
-// A URL taken apart. `where` names the origin in messages: no credentials, path or query.
-struct Target {
+// The scheme and authority of a URL taken apart. `where` names the origin in messages: no
+// credentials, path or query.
+struct Origin {
   bool tls = false;
   bool ip_literal = false;
   std::string host;  // without brackets
   uint16_t port = 0;
   std::string host_header;  // host[:port], IPv6 in brackets
-  std::string target;       // path?query, as encoded in the URL
   std::string origin_key;   // scheme://host:port
   std::string basic_auth;   // "Basic ..." from user:password@, or empty
   std::string where;        // scheme://host:port
+};
+
+// A URL taken apart: its origin (shared by the calls to it) and its target.
+struct Target {
+  std::shared_ptr<const Origin> o;
+  std::string target;  // path?query, as encoded in the URL
 };
 
 bool parse_target(const std::string& url, Target* t, std::string* error) {
@@ -138,33 +154,34 @@ bool parse_target(const std::string& url, Target* t, std::string* error) {
     return false;
   }
   boost::urls::url_view u = *r;
+  auto o = std::make_shared<Origin>();
   std::string scheme(u.scheme());
   for (char& c : scheme) c = lower(c);
   if (scheme != "http" && scheme != "https") {
     *error = "bad URL: the scheme must be http or https, not '" + scheme + "'";
     return false;
   }
-  t->tls = scheme == "https";
+  o->tls = scheme == "https";
   switch (u.host_type()) {
     case boost::urls::host_type::ipv4:
     case boost::urls::host_type::ipv6:
-      t->ip_literal = true;
-      t->host = u.host_address();
+      o->ip_literal = true;
+      o->host = u.host_address();
       break;
     case boost::urls::host_type::name:
-      t->host = u.host();
+      o->host = u.host();
       break;
     default:
       *error = "bad URL: it has no host";
       return false;
   }
-  if (t->host.empty()) {
+  if (o->host.empty()) {
     *error = "bad URL: it has no host";
     return false;
   }
-  for (char& c : t->host) c = lower(c);
-  uint16_t def = t->tls ? 443 : 80;
-  t->port = def;
+  for (char& c : o->host) c = lower(c);
+  uint16_t def = o->tls ? 443 : 80;
+  o->port = def;
   if (u.has_port() && !u.port().empty()) {
     std::string_view p = u.port();  // port_number() wraps values above 65535
     unsigned long v = 0;
@@ -174,12 +191,12 @@ bool parse_target(const std::string& url, Target* t, std::string* error) {
       *error = "bad URL: the port must be 1 to 65535";
       return false;
     }
-    t->port = uint16_t(v);
+    o->port = uint16_t(v);
   }
   std::string bracketed =
-      u.host_type() == boost::urls::host_type::ipv6 ? "[" + t->host + "]" : t->host;
-  t->host_header = bracketed;
-  if (t->port != def) t->host_header += ":" + std::to_string(t->port);
+      u.host_type() == boost::urls::host_type::ipv6 ? "[" + o->host + "]" : o->host;
+  o->host_header = bracketed;
+  if (o->port != def) o->host_header += ":" + std::to_string(o->port);
   t->target = std::string(u.encoded_path());
   if (t->target.empty()) t->target = "/";
   if (u.has_query()) {
@@ -190,19 +207,111 @@ bool parse_target(const std::string& url, Target* t, std::string* error) {
     *error = "bad URL: the path holds spaces or control characters";
     return false;
   }
-  t->where = scheme;
-  t->where += "://";
-  t->where += bracketed;
-  t->where += ":" + std::to_string(t->port);
-  t->origin_key = t->where;
+  o->where = scheme;
+  o->where += "://";
+  o->where += bracketed;
+  o->where += ":" + std::to_string(o->port);
+  o->origin_key = o->where;
   if (u.has_userinfo()) {
     std::string cred = u.user();
     cred += ":";
     cred += u.password();
-    t->basic_auth = "Basic " + base64(cred);
+    o->basic_auth = "Basic " + base64(cred);
+  }
+  t->o = std::move(o);
+  return true;
+}
+
+// Whether `s`, after an origin, is a target parse_uri takes as it is: a path and query of
+// the characters RFC 3986 allows there, percent signs followed by two hex digits, no
+// fragment.
+bool plain_target(std::string_view s) {
+  static constexpr auto kAllowed = [] {
+    std::array<bool, 256> a{};
+    for (int c = 'a'; c <= 'z'; ++c) a[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) a[c] = true;
+    for (int c = '0'; c <= '9'; ++c) a[c] = true;
+    for (unsigned char c : std::string_view("-._~!$&'()*+,;=:@/?")) a[c] = true;
+    return a;
+  }();
+  auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (kAllowed[c]) continue;
+    if (c != '%' || i + 2 >= s.size() || !hex(s[i + 1]) || !hex(s[i + 2])) return false;
+    i += 2;
   }
   return true;
 }
+
+// parse_target, remembering per thread the last origin parsed: calls to one origin
+// (proxying) differ only in their targets, which then need no full parse.
+bool parse_target_cached(const std::string& url, Target* t, std::string* error) {
+  thread_local std::string prefix;  // scheme://authority of the last URL, as written
+  thread_local std::shared_ptr<const Origin> origin;
+  if (origin && url.size() > prefix.size() && url[prefix.size()] == '/' &&
+      url.starts_with(prefix)) {
+    std::string_view rest = std::string_view(url).substr(prefix.size());
+    if (plain_target(rest)) {
+      t->o = origin;
+      t->target.assign(rest);
+      return true;
+    }
+  }
+  if (!parse_target(url, t, error)) return false;
+  size_t n = t->target.size();
+  if (url.size() > n && url.ends_with(t->target) && url[url.size() - n] == '/') {
+    prefix.assign(url, 0, url.size() - n);
+    origin = t->o;
+  }
+  return true;
+}
+
+// A response parser that collects the status and header lines straight into an HttpReply
+// (no field container in between) and writes the body into a buffer its user provides,
+// as Beast's buffer_body does: `body_data`/`body_size` name the room left; without room
+// the parser stops with need_buffer.
+class ReplyParser final : public bhttp::basic_parser<false> {
+ public:
+  HttpReply head;  // status and headers; the body goes to the buffer
+  char* body_data = nullptr;
+  size_t body_size = 0;
+
+ private:
+  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int,
+                       boost::system::error_code&) override {}
+  void on_response_impl(int code, beast::string_view, int, boost::system::error_code&) override {
+    head.status = code;
+    head.headers.reserve(8);
+  }
+  void on_field_impl(bhttp::field, beast::string_view name, beast::string_view value,
+                     boost::system::error_code&) override {
+    head.headers.emplace_back(std::string(name.data(), name.size()),
+                              std::string(value.data(), value.size()));
+  }
+  void on_header_impl(boost::system::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&,
+                         boost::system::error_code&) override {}
+  size_t on_body_impl(beast::string_view piece, boost::system::error_code& ec) override {
+    if (!body_data) {
+      ec = bhttp::error::need_buffer;
+      return 0;
+    }
+    size_t n = std::min(piece.size(), body_size);
+    std::memcpy(body_data, piece.data(), n);
+    body_data += n;
+    body_size -= n;
+    if (n < piece.size()) ec = bhttp::error::need_buffer;
+    return n;
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view,
+                            boost::system::error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view piece,
+                            boost::system::error_code& ec) override {
+    return on_body_impl(piece, ec);
+  }
+  void on_finish_impl(boost::system::error_code&) override {}
+};
 
 // One connection, plain or TLS.
 struct Conn {
@@ -263,7 +372,11 @@ struct ClientLoop {
   asio::steady_timer sweep{ioc};
   std::shared_ptr<PoolGate> gate;  // the pool's, or for an attached loop its own
   std::unordered_map<std::string, std::vector<std::unique_ptr<Conn>>> idle;
-  std::unordered_set<std::shared_ptr<CallState>> active;
+  CallState* active = nullptr;  // calls not finished yet (CallState::prev/next)
+  // The calls' deadlines: one timer for the loop, armed for the earliest (time_point::max():
+  // not armed), rather than a timer armed and cancelled per call.
+  asio::steady_timer deadlines{ioc};
+  Clock::time_point deadlines_at = Clock::time_point::max();
   std::unordered_set<std::shared_ptr<CallState>> reading;  // calls streaming their body
   bool stopping = false;
   std::thread thread;
@@ -311,14 +424,19 @@ struct ClientLoop {
     while (!v.empty()) {
       std::unique_ptr<Conn> c = std::move(v.back());
       v.pop_back();
-      if (now - c->idle_since < sh.opt.idle_keep &&
-          (!sh.opt.check_idle_before_reuse || c->looks_alive()))
+      auto idle_for = now - c->idle_since;
+      if (idle_for < sh.opt.idle_keep && (!sh.opt.check_idle_before_reuse ||
+                                          idle_for < sh.opt.check_idle_after || c->looks_alive()))
         return c;
     }
     return nullptr;
   }
   bool attached() const { return owned == nullptr; }
   void shutdown();
+  /// Makes sure the deadline timer fires by `at` (a call's deadline).
+  void watch(Clock::time_point at);
+  /// The deadline timer fired: times out the calls whose deadline passed, re-arms.
+  void on_deadlines();
 };
 
 struct CallState : std::enable_shared_from_this<CallState> {
@@ -328,9 +446,8 @@ struct CallState : std::enable_shared_from_this<CallState> {
         t(std::move(tg)),
         request(std::move(req)),
         done(std::move(d)),
-        deadline(l->ioc),
-        connect_timer(l->ioc),
-        resolver(l->ioc) {}
+        deadline_at(Clock::time_point::max()) {}
+  ~CallState() { unlist(); }
 
   ClientLoop* loop;
   HttpCall call;
@@ -340,9 +457,14 @@ struct CallState : std::enable_shared_from_this<CallState> {
   uint64_t body_sent = 0;     // bytes of the body_source sent
   bool body_started = false;  // the body_source was read from: no retry any more
   std::function<void(HttpReply)> done;
-  asio::steady_timer deadline;
-  asio::steady_timer connect_timer;
-  tcp::resolver resolver;
+  Clock::time_point deadline_at;                 // the call's (ClientLoop::deadlines); max(): none
+  std::optional<asio::steady_timer> body_timer;  // each read of a streamed body
+  // Made when the call connects (a pooled connection needs neither).
+  std::optional<asio::steady_timer> connect_timer;
+  std::optional<tcp::resolver> resolver;
+  CallState* prev = nullptr;  // the loop's active list
+  CallState* next = nullptr;
+  bool listed = false;
   std::unique_ptr<Conn> conn;
   std::optional<bhttp::response_parser<bhttp::string_body>> parser;
 
@@ -352,7 +474,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
   size_t buffer_up_to = 0;
   std::function<void(HttpReply, std::shared_ptr<BodyReader>)> stream_done;
   std::shared_ptr<PoolGate> gate;
-  std::optional<bhttp::response_parser<bhttp::buffer_body>> sparser;
+  std::optional<ReplyParser> sparser;
   std::string whole;
   std::unique_ptr<char[]> piece_buf;
   BodyReader::Got got;
@@ -364,16 +486,36 @@ struct CallState : std::enable_shared_from_this<CallState> {
 
   const ClientOptions& opt() const { return loop->sh.opt; }
 
+  void list() {
+    listed = true;
+    prev = nullptr;
+    next = loop->active;
+    if (next) next->prev = this;
+    loop->active = this;
+  }
+  void unlist() {
+    if (!listed) return;
+    listed = false;
+    if (prev)
+      prev->next = next;
+    else
+      loop->active = next;
+    if (next) next->prev = prev;
+    prev = next = nullptr;
+  }
+  void cancel_connect() {
+    if (connect_timer) connect_timer->cancel();
+    if (resolver) resolver->cancel();
+  }
+
   void arm_deadline() {
-    deadline.expires_after(std::chrono::milliseconds(call.timeout_ms));
-    deadline.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-      if (!ec) self->on_deadline();
-    });
+    deadline_at = Clock::now() + std::chrono::milliseconds(call.timeout_ms);
+    loop->watch(deadline_at);
   }
 
   void start() {
     if (call.timeout_ms > 0) arm_deadline();
-    if (std::unique_ptr<Conn> c = loop->take(t.origin_key)) {
+    if (std::unique_ptr<Conn> c = loop->take(t.o->origin_key)) {
       conn = std::move(c);
       reused = true;
       send();
@@ -386,39 +528,41 @@ struct CallState : std::enable_shared_from_this<CallState> {
     reused = false;
     connect_timed_out = false;
     conn.reset();
-    ssl::context* tls_ctx = t.tls ? loop->sh.tls_context() : nullptr;
-    if (t.tls && !tls_ctx) return fail(t.where + ": " + loop->sh.tls_error);
+    ssl::context* tls_ctx = t.o->tls ? loop->sh.tls_context() : nullptr;
+    if (t.o->tls && !tls_ctx) return fail(t.o->where + ": " + loop->sh.tls_error);
     conn = std::make_unique<Conn>();
-    conn->key = t.origin_key;
-    if (t.tls) {
+    conn->key = t.o->origin_key;
+    if (t.o->tls) {
       conn->tls = std::make_unique<ssl::stream<tcp::socket>>(loop->ioc, *tls_ctx);
     } else {
       conn->plain = std::make_unique<tcp::socket>(loop->ioc);
     }
-    connect_timer.expires_after(opt().connect_timeout);
-    connect_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!connect_timer) connect_timer.emplace(loop->ioc);
+    connect_timer->expires_after(opt().connect_timeout);
+    connect_timer->async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (ec || self->finished) return;
       self->connect_timed_out = true;
-      self->resolver.cancel();
+      if (self->resolver) self->resolver->cancel();
       if (self->conn) self->conn->close();
     });
-    if (t.ip_literal) {
+    if (t.o->ip_literal) {
       boost::system::error_code ec;
-      auto addr = asio::ip::make_address(t.host, ec);
-      std::vector<tcp::endpoint> eps{tcp::endpoint(addr, t.port)};
+      auto addr = asio::ip::make_address(t.o->host, ec);
+      std::vector<tcp::endpoint> eps{tcp::endpoint(addr, t.o->port)};
       return do_connect(eps);
     }
-    resolver.async_resolve(t.host, std::to_string(t.port),
-                           [self = shared_from_this()](const boost::system::error_code& ec,
-                                                       tcp::resolver::results_type results) {
-                             if (self->finished) return self->cleanup();
-                             if (ec) {
-                               if (self->connect_timed_out) return self->fail_connect_timeout();
-                               return self->fail(self->t.where + ": cannot resolve " +
-                                                 self->t.host + ": " + ec.message());
-                             }
-                             self->do_connect(results);
-                           });
+    if (!resolver) resolver.emplace(loop->ioc);
+    resolver->async_resolve(t.o->host, std::to_string(t.o->port),
+                            [self = shared_from_this()](const boost::system::error_code& ec,
+                                                        tcp::resolver::results_type results) {
+                              if (self->finished) return self->cleanup();
+                              if (ec) {
+                                if (self->connect_timed_out) return self->fail_connect_timeout();
+                                return self->fail(self->t.o->where + ": cannot resolve " +
+                                                  self->t.o->host + ": " + ec.message());
+                              }
+                              self->do_connect(results);
+                            });
   }
 
   template <class Endpoints>
@@ -431,37 +575,37 @@ struct CallState : std::enable_shared_from_this<CallState> {
   }
 
   void fail_connect_timeout() {
-    fail(t.where + ": cannot connect: timed out after " +
+    fail(t.o->where + ": cannot connect: timed out after " +
          std::to_string(opt().connect_timeout.count()) + " ms");
   }
 
   void on_connected(const boost::system::error_code& ec) {
     if (finished) return cleanup();
     if (ec) {
-      connect_timer.cancel();
+      connect_timer->cancel();
       if (connect_timed_out) return fail_connect_timeout();
-      return retry_or_fail(t.where + ": cannot connect: " + ec.message(), true, true);
+      return retry_or_fail(t.o->where + ": cannot connect: " + ec.message(), true, true);
     }
     boost::system::error_code ignored;
     conn->lowest().set_option(tcp::no_delay(true), ignored);
     if (!conn->tls) {
-      connect_timer.cancel();
+      connect_timer->cancel();
       return send();
     }
     SSL* ssl = conn->tls->native_handle();
-    if (t.ip_literal) {
-      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), t.host.c_str());
+    if (t.o->ip_literal) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), t.o->host.c_str());
     } else {
-      SSL_set_tlsext_host_name(ssl, t.host.c_str());
-      SSL_set1_host(ssl, t.host.c_str());
+      SSL_set_tlsext_host_name(ssl, t.o->host.c_str());
+      SSL_set1_host(ssl, t.o->host.c_str());
     }
     conn->tls->async_handshake(
         ssl::stream_base::client, [self = shared_from_this()](const boost::system::error_code& e) {
-          self->connect_timer.cancel();
+          self->connect_timer->cancel();
           if (self->finished) return self->cleanup();
           if (e) {
             if (self->connect_timed_out) return self->fail_connect_timeout();
-            return self->fail(self->t.where + ": TLS handshake failed: " + e.message());
+            return self->fail(self->t.o->where + ": TLS handshake failed: " + e.message());
           }
           self->send();
         });
@@ -471,7 +615,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
     auto handler = [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
       if (self->finished) return self->cleanup();
       if (ec)
-        return self->retry_or_fail(self->t.where + ": sending failed: " + ec.message(), false,
+        return self->retry_or_fail(self->t.o->where + ": sending failed: " + ec.message(), false,
                                    true);
       if (self->call.body_source) return self->pull_body();
       self->receive();
@@ -497,7 +641,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
 
   void on_body_piece(std::string piece, bool end, std::string error) {
     if (finished) return cleanup();
-    if (!error.empty()) return fail(t.where + ": reading the request body failed: " + error);
+    if (!error.empty()) return fail(t.o->where + ": reading the request body failed: " + error);
     // A streamed body may take long: HttpCall::timeout_ms bounds each piece (and then the
     // wait for the response after the last one), not the whole call.
     if (call.timeout_ms > 0) arm_deadline();
@@ -505,7 +649,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
     body_sent += piece.size();
     if (!chunked && (body_sent > uint64_t(call.body_length) ||
                      (end && body_sent != uint64_t(call.body_length))))
-      return fail(t.where + ": the request body does not have its declared length");
+      return fail(t.o->where + ": the request body does not have its declared length");
     body_out.clear();
     if (chunked && !piece.empty()) {
       char hex[20];
@@ -519,7 +663,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
     if (end && chunked) body_out += "0\r\n\r\n";
     auto handler = [self = shared_from_this(), end](const boost::system::error_code& ec, size_t) {
       if (self->finished) return self->cleanup();
-      if (ec) return self->fail(self->t.where + ": sending the body failed: " + ec.message());
+      if (ec) return self->fail(self->t.o->where + ": sending the body failed: " + ec.message());
       if (end) return self->receive();
       self->pull_body();
     };
@@ -542,36 +686,77 @@ struct CallState : std::enable_shared_from_this<CallState> {
     sparser->body_limit(boost::none);
     sparser->header_limit(kMaxResponseHeader);
     if (call.method == "HEAD") sparser->skip(true);
+    read_reply(false, &CallState::on_head_read);
+  }
+
+  void on_head_read(boost::system::error_code ec) {
+    if (finished) return cleanup();
+    if (ec) {
+      bool nothing = !sparser->got_some();
+      std::string what = nothing ? ": the connection closed before a response: "
+                                 : ": reading the response failed: ";
+      return retry_or_fail(t.o->where + what + ec.message(), false, nothing);
+    }
+    if (interim(unsigned(sparser->head.status)))
+      return receive_streaming();  // 100 Continue, 103 Early Hints: the final one follows
+    on_stream_head();
+  }
+
+  void on_body_read(boost::system::error_code ec) {
+    if (finished) return cleanup();
+    if (ec == bhttp::error::need_buffer) ec = {};
+    if (ec || !sparser->is_done())
+      return fail(t.o->where +
+                  ": reading the response failed: " + (ec ? ec.message() : "body too long"));
+    HttpReply reply = head_reply();
+    reply.body = std::move(whole);
+    if (reusable_after_body()) loop->give_back(std::move(conn));
+    finish(std::move(reply));
+  }
+
+  using Then = void (CallState::*)(boost::system::error_code);
+
+  /// Feeds `sparser` what the connection's buffer holds, reading more as needed, until the
+  /// head is in (or, with `to_end`, the message or the room for its body), then calls
+  /// `then`: at once when the buffer held enough (an answer often comes in one piece).
+  /// As Beast's read operations do, without their per-read hand-offs.
+  void read_reply(bool to_end, Then then) {
+    boost::system::error_code ec;
+    for (;;) {
+      if (to_end ? sparser->is_done() : sparser->is_header_done()) return (this->*then)(ec);
+      if (conn->buf.size() == 0) break;
+      size_t used = sparser->put(conn->buf.data(), ec);
+      conn->buf.consume(used);
+      if (ec == bhttp::error::need_more) {
+        ec = {};
+        break;
+      }
+      if (ec) return (this->*then)(ec);
+    }
+    size_t room = conn->buf.capacity() - conn->buf.size();
+    auto space = conn->buf.prepare(std::clamp<size_t>(room, 512, 65536));
     with_stream([&](auto& stream) {
-      bhttp::async_read_header(
-          stream, conn->buf, *sparser,
-          [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
-            if (self->finished) return self->cleanup();
-            if (ec) {
-              bool nothing = !self->sparser->got_some();
-              std::string what = nothing ? ": the connection closed before a response: "
-                                         : ": reading the response failed: ";
-              return self->retry_or_fail(self->t.where + what + ec.message(), false, nothing);
+      stream.async_read_some(
+          space, [self = shared_from_this(), to_end, then](boost::system::error_code ec, size_t n) {
+            if (self->finished || !self->conn) return self->cleanup();
+            self->conn->buf.commit(n);
+            if (ec == asio::error::eof) {
+              if (!self->sparser->got_some())
+                return (self.get()->*then)(bhttp::error::end_of_stream);
+              ec = {};
+              self->sparser->put_eof(ec);  // a body delimited by the close
+              return (self.get()->*then)(ec);
             }
-            if (self->interim(self->sparser->get().result_int()))
-              return self->receive_streaming();  // 100 Continue, 103 Early Hints: the next
-            self->on_stream_head();
+            if (ec) return (self.get()->*then)(ec);
+            self->read_reply(to_end, then);
           });
     });
   }
 
-  HttpReply head_reply() {
-    auto& res = sparser->get();
-    HttpReply reply;
-    reply.status = int(res.result_int());
-    for (const auto& f : res.base())
-      reply.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
-    return reply;
-  }
+  HttpReply head_reply() { return std::move(sparser->head); }
 
   bool reusable_after_body() {
-    bool reusable =
-        sparser->get().keep_alive() && conn && conn->buf.size() == 0 && sparser->is_done();
+    bool reusable = sparser->keep_alive() && conn && conn->buf.size() == 0 && sparser->is_done();
     for (const auto& [name, value] : call.headers)
       if (iequals(name, "connection") && iequals(value, "close")) reusable = false;
     return reusable;
@@ -586,34 +771,17 @@ struct CallState : std::enable_shared_from_this<CallState> {
     auto len = sparser->content_length();
     if (len && *len <= buffer_up_to) {
       whole.resize(size_t(*len));
-      auto& b = sparser->get().body();
-      b.data = whole.data();
-      b.size = whole.size();
-      b.more = true;
-      with_stream([&](auto& stream) {
-        bhttp::async_read(stream, conn->buf, *sparser,
-                          [self = shared_from_this()](boost::system::error_code ec, size_t) {
-                            if (self->finished) return self->cleanup();
-                            if (ec == bhttp::error::need_buffer) ec = {};
-                            if (ec || !self->sparser->is_done())
-                              return self->fail(self->t.where + ": reading the response failed: " +
-                                                (ec ? ec.message() : "body too long"));
-                            HttpReply reply = self->head_reply();
-                            reply.body = std::move(self->whole);
-                            if (self->reusable_after_body())
-                              self->loop->give_back(std::move(self->conn));
-                            self->finish(std::move(reply));
-                          });
-      });
-      return;
+      sparser->body_data = whole.data();
+      sparser->body_size = whole.size();
+      return read_reply(true, &CallState::on_body_read);
     }
     // Large or of unknown length: hand out the head and a reader for the rest.
     HttpReply reply = head_reply();
     finished = true;
-    deadline.cancel();
-    connect_timer.cancel();
+    deadline_at = Clock::time_point::max();
+    if (connect_timer) connect_timer->cancel();
     auto keep = shared_from_this();
-    loop->active.erase(keep);
+    unlist();
     loop->reading.insert(keep);
     done = nullptr;
     auto d = std::move(stream_done);
@@ -644,7 +812,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
   void end_body(const std::string& error, bool reuse) {
     if (body_over) return;
     body_over = true;
-    deadline.cancel();
+    if (body_timer) body_timer->cancel();
     loop->reading.erase(shared_from_this());
     if (conn) {
       if (reuse)
@@ -666,13 +834,12 @@ struct CallState : std::enable_shared_from_this<CallState> {
     }
     got = std::move(g);
     if (!piece_buf) piece_buf = std::make_unique_for_overwrite<char[]>(kPiece);
-    auto& b = sparser->get().body();
-    b.data = piece_buf.get();
-    b.size = kPiece;
-    b.more = true;
+    sparser->body_data = piece_buf.get();
+    sparser->body_size = kPiece;
     if (call.timeout_ms > 0) {
-      deadline.expires_after(std::chrono::milliseconds(call.timeout_ms));
-      deadline.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (!body_timer) body_timer.emplace(loop->ioc);
+      body_timer->expires_after(std::chrono::milliseconds(call.timeout_ms));
+      body_timer->async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
         if (ec || self->body_over) return;
         self->end_body("timed out after " + std::to_string(self->call.timeout_ms) +
                            " ms waiting for the response body",
@@ -689,13 +856,13 @@ struct CallState : std::enable_shared_from_this<CallState> {
           [self = shared_from_this()](boost::system::error_code ec, size_t) {
             if (self->body_over) return self->cleanup();
             if (ec == bhttp::error::need_buffer) ec = {};
-            size_t n = kPiece - self->sparser->get().body().size;
+            size_t n = kPiece - self->sparser->body_size;
             if (ec)
               return self->end_body(
-                  self->t.where + ": reading the response body failed: " + ec.message(), false);
+                  self->t.o->where + ": reading the response body failed: " + ec.message(), false);
             bool end = self->sparser->is_done();
             if (n == 0 && !end) return self->read_more();  // framing only: read on
-            self->deadline.cancel();
+            if (self->body_timer) self->body_timer->cancel();
             auto g = std::move(self->got);
             self->got = nullptr;
             std::string piece(self->piece_buf.get(), n);
@@ -714,13 +881,13 @@ struct CallState : std::enable_shared_from_this<CallState> {
     auto handler = [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
       if (self->finished) return self->cleanup();
       if (ec == bhttp::error::body_limit)
-        return self->fail(self->t.where + ": the response is larger than " +
+        return self->fail(self->t.o->where + ": the response is larger than " +
                           std::to_string(self->opt().max_response_bytes) + " bytes");
       if (ec) {
         bool nothing = !self->parser->got_some();
         std::string what = nothing ? ": the connection closed before a response: "
                                    : ": reading the response failed: ";
-        return self->retry_or_fail(self->t.where + what + ec.message(), false, nothing);
+        return self->retry_or_fail(self->t.o->where + what + ec.message(), false, nothing);
       }
       self->complete();
     };
@@ -767,7 +934,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
     HttpReply r;
     r.timed_out = true;
     r.error = "timed out after " + std::to_string(call.timeout_ms) + " ms";
-    resolver.cancel();
+    if (resolver) resolver->cancel();
     if (conn) conn->close();  // the pending handler finds the call finished
     finish(std::move(r));
   }
@@ -785,27 +952,59 @@ struct CallState : std::enable_shared_from_this<CallState> {
   void finish(HttpReply reply) {
     if (finished) return;
     finished = true;
-    deadline.cancel();
-    connect_timer.cancel();
+    deadline_at = Clock::time_point::max();
+    if (connect_timer) connect_timer->cancel();
     auto keep = shared_from_this();
-    loop->active.erase(keep);
-    auto d = std::move(done);
+    unlist();
     try {
-      if (d) d(std::move(reply));
+      if (streaming) {
+        auto d = std::move(stream_done);
+        if (d) d(std::move(reply), nullptr);
+      } else {
+        auto d = std::move(done);
+        if (d) d(std::move(reply));
+      }
     } catch (...) {
       // The caller's callback threw; nothing to hand it to.
     }
   }
 };
 
+void ClientLoop::watch(Clock::time_point at) {
+  if (at >= deadlines_at || stopping) return;
+  deadlines_at = at;
+  deadlines.expires_at(at);  // cancels a wait for a later time (its handler sees the error)
+  deadlines.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) on_deadlines();
+  });
+}
+
+void ClientLoop::on_deadlines() {
+  deadlines_at = Clock::time_point::max();
+  if (stopping) return;
+  auto now = Clock::now();
+  std::vector<std::shared_ptr<CallState>> due;
+  auto next = Clock::time_point::max();
+  for (CallState* c = active; c; c = c->next) {
+    if (c->deadline_at <= now)
+      due.push_back(c->shared_from_this());
+    else
+      next = std::min(next, c->deadline_at);
+  }
+  for (auto& c : due) c->on_deadline();
+  if (next != Clock::time_point::max()) watch(next);
+}
+
 void ClientLoop::shutdown() {
   if (stopping) return;
   stopping = true;
   sweep.cancel();
+  deadlines.cancel();
   idle.clear();
-  auto calls = active;
+  std::vector<std::shared_ptr<CallState>> calls;
+  for (CallState* c = active; c; c = c->next) calls.push_back(c->shared_from_this());
   for (const auto& c : calls) {
-    c->resolver.cancel();
+    c->cancel_connect();
     c->fail("the HTTP client was shut down");
   }
   auto streams = reading;
@@ -839,47 +1038,74 @@ bool render_request(const HttpCall& call, const Target& t, std::string* out, std
     if (iequals(name, "user-agent")) has_agent = true;
     if (iequals(name, "authorization")) has_auth = true;
   }
-  std::string& s = *out;
-  s.reserve(256 + call.body.size());
-  s = call.method;
-  s += ' ';
-  s += t.target;
-  s += " HTTP/1.1\r\n";
-  if (!has_host) {
-    s += "Host: ";
-    s += t.host_header;
-    s += "\r\n";
-  }
-  if (!has_agent) s += "User-Agent: cap/" CAP_VERSION "\r\n";
-  if (!has_auth && !t.basic_auth.empty()) {
-    s += "Authorization: ";
-    s += t.basic_auth;
-    s += "\r\n";
-  }
+  // Measured first, then written in one go: one allocation, no growth checks.
   const std::string& m = call.method;
+  std::string length;  // the Content-Length value, when there is one
+  bool chunked = false;
   if (call.body_source) {
-    if (call.body_length >= 0) {
-      s += "Content-Length: ";
-      s += std::to_string(call.body_length);
-      s += "\r\n";
-    } else {
-      s += "Transfer-Encoding: chunked\r\n";
-    }
+    if (call.body_length >= 0)
+      length = std::to_string(call.body_length);
+    else
+      chunked = true;
   } else if (!call.body.empty() || m == "POST" || m == "PUT" || m == "PATCH") {
-    s += "Content-Length: ";
-    s += std::to_string(call.body.size());
-    s += "\r\n";
+    length = std::to_string(call.body.size());
   }
+  auto framing = [](std::string_view name) {
+    return iequals(name, "content-length") || iequals(name, "transfer-encoding");
+  };
+  using namespace std::string_view_literals;
+  constexpr std::string_view kAgent = "User-Agent: cap/" CAP_VERSION "\r\n";
+  constexpr std::string_view kChunked = "Transfer-Encoding: chunked\r\n";
+  bool auth = !has_auth && !t.o->basic_auth.empty();
+  size_t n = m.size() + 1 + t.target.size() + 11 + 2;
+  if (!has_host) n += 6 + t.o->host_header.size() + 2;
+  if (!has_agent) n += kAgent.size();
+  if (auth) n += 15 + t.o->basic_auth.size() + 2;
+  if (!length.empty()) n += 16 + length.size() + 2;
+  if (chunked) n += kChunked.size();
+  for (const auto& [name, value] : call.headers)
+    if (!framing(name)) n += name.size() + 2 + value.size() + 2;
+  if (!call.body_source) n += call.body.size();
+
+  std::string& s = *out;
+  s.resize(n);
+  char* w = s.data();
+  auto put = [&w](std::string_view v) {
+    std::memcpy(w, v.data(), v.size());
+    w += v.size();
+  };
+  put(m);
+  put(" "sv);
+  put(t.target);
+  put(" HTTP/1.1\r\n"sv);
+  if (!has_host) {
+    put("Host: "sv);
+    put(t.o->host_header);
+    put("\r\n"sv);
+  }
+  if (!has_agent) put(kAgent);
+  if (auth) {
+    put("Authorization: "sv);
+    put(t.o->basic_auth);
+    put("\r\n"sv);
+  }
+  if (!length.empty()) {
+    put("Content-Length: "sv);
+    put(length);
+    put("\r\n"sv);
+  }
+  if (chunked) put(kChunked);
+  // The client frames the body itself; a caller's length could only disagree with it.
   for (const auto& [name, value] : call.headers) {
-    // The client frames the body itself; a caller's length could only disagree with it.
-    if (iequals(name, "content-length") || iequals(name, "transfer-encoding")) continue;
-    s += name;
-    s += ": ";
-    s += value;
-    s += "\r\n";
+    if (framing(name)) continue;
+    put(name);
+    put(": "sv);
+    put(value);
+    put("\r\n"sv);
   }
-  s += "\r\n";
-  if (!call.body_source) s += call.body;
+  put("\r\n"sv);
+  if (!call.body_source) put(call.body);
+  assert(w == s.data() + s.size());
   return true;
 }
 
@@ -1000,11 +1226,27 @@ void HttpClientPool::call_async(HttpCall call, std::function<void(HttpReply)> do
   start_call(impl_->pick_loop(), std::move(call), std::move(done));
 }
 
+static void launch(std::shared_ptr<CallState> state) {
+  ClientLoop* loop = state->loop;
+  // A loop attached to a server loop is only picked on that loop's thread: start at once.
+  // Else (or once stopping, which fails the call) on the loop, after this returns.
+  if (loop->attached() && !loop->stopping) {
+    state->list();
+    state->start();
+    return;
+  }
+  asio::post(loop->ioc, [state = std::move(state)] {
+    if (state->loop->stopping) return state->fail("the HTTP client was shut down");
+    state->list();
+    state->start();
+  });
+}
+
 void HttpClientPool::start_call(void* where, HttpCall call, std::function<void(HttpReply)> done) {
   auto* loop = static_cast<ClientLoop*>(where);
   Target t;
   std::string error, request;
-  if (!parse_target(call.url, &t, &error) || !render_request(call, t, &request, &error)) {
+  if (!parse_target_cached(call.url, &t, &error) || !render_request(call, t, &request, &error)) {
     asio::post(loop->ioc, [done = std::move(done), error = std::move(error)]() mutable {
       HttpReply r;
       r.error = std::move(error);
@@ -1014,45 +1256,30 @@ void HttpClientPool::start_call(void* where, HttpCall call, std::function<void(H
   }
   auto state = std::make_shared<CallState>(loop, std::move(call), std::move(t), std::move(request),
                                            std::move(done));
-  asio::post(loop->ioc, [state] {
-    if (state->loop->stopping) return state->fail("the HTTP client was shut down");
-    state->loop->active.insert(state);
-    state->start();
-  });
+  launch(std::move(state));
 }
 
 void HttpClientPool::call_streaming(
     HttpCall call, size_t buffer_up_to,
     std::function<void(HttpReply head, std::shared_ptr<BodyReader> body)> done) {
   ClientLoop* loop = impl_->pick_loop();
-  auto shared_done = std::make_shared<std::function<void(HttpReply, std::shared_ptr<BodyReader>)>>(
-      std::move(done));
   Target t;
   std::string error, request;
-  if (!parse_target(call.url, &t, &error) || !render_request(call, t, &request, &error)) {
-    asio::post(loop->ioc, [shared_done, error = std::move(error)]() mutable {
+  if (!parse_target_cached(call.url, &t, &error) || !render_request(call, t, &request, &error)) {
+    asio::post(loop->ioc, [done = std::move(done), error = std::move(error)]() mutable {
       HttpReply r;
       r.error = std::move(error);
-      if (*shared_done) (*shared_done)(std::move(r), nullptr);
+      if (done) done(std::move(r), nullptr);
     });
     return;
   }
-  auto state = std::make_shared<CallState>(loop, std::move(call), std::move(t), std::move(request),
-                                           [shared_done](HttpReply r) {
-                                             if (*shared_done)
-                                               (*shared_done)(std::move(r), nullptr);
-                                           });
+  auto state =
+      std::make_shared<CallState>(loop, std::move(call), std::move(t), std::move(request), nullptr);
   state->streaming = true;
   state->buffer_up_to = buffer_up_to;
-  state->stream_done = [shared_done](HttpReply r, std::shared_ptr<BodyReader> b) {
-    if (*shared_done) (*shared_done)(std::move(r), std::move(b));
-  };
+  state->stream_done = std::move(done);
   state->gate = loop->gate;
-  asio::post(loop->ioc, [state] {
-    if (state->loop->stopping) return state->fail("the HTTP client was shut down");
-    state->loop->active.insert(state);
-    state->start();
-  });
+  launch(std::move(state));
 }
 
 HttpReply HttpClientPool::call(const HttpCall& call) {

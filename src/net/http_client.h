@@ -28,6 +28,10 @@ struct ClientOptions {
   /// Before reusing a pooled connection, peek at it (one non-blocking recv) and drop it when
   /// the server has closed it. Off, a dead connection is only found by the retry.
   bool check_idle_before_reuse = true;
+  /// A connection idle for less than this is reused without the peek: under load
+  /// connections come back within microseconds, and a server closing one that soon after
+  /// its answer (without saying Connection: close) is not worth a system call per request.
+  std::chrono::milliseconds check_idle_after{50};
 };
 
 /// The body of a streamed reply (HttpClientPool::call_streaming), read piece by piece. Pull

@@ -624,6 +624,7 @@ class ConnBase : public Connection {
   bool in_request_ = false;  // counted in the loop's in-flight requests
   bool responded_ = false;
   bool deferred_ = false;
+  bool in_handler_ = false;  // the handler runs (dispatch): a Deferred answer must wait
 
   // Response.
   std::string out_;
@@ -926,6 +927,7 @@ void ConnBase::dispatch() {
   in_request_ = true;
   loop_->request_started();
   responded_ = deferred_ = false;
+  in_handler_ = true;
   try {
     loop_->sh().handler(*this);
   } catch (const std::exception& e) {
@@ -933,6 +935,7 @@ void ConnBase::dispatch() {
   } catch (...) {
     loop_->sh().log("http handler threw");
   }
+  in_handler_ = false;
   if (deferred_ && !responded_) return;  // Deferred::respond continues in deliver()
   if (!responded_) {
     responded_ = true;
@@ -966,6 +969,17 @@ Deferred ConnBase::defer() {
 void ConnBase::deliver_from(std::shared_ptr<Connection> keep, const ResponseView& r) {
   // On any thread. The request's fields read here do not change until it is answered.
   const auto& gate = gate_;  // loop_ is not touched here: the gate outlives the loop
+  if (current_loop() == gate->ioc && !in_handler_) {
+    // On the connection's own loop, outside its handler (an origin's answer arriving):
+    // rendered straight into the connection's buffer and written now.
+    if (st_ != St::Handling || !deferred_ || responded_) return deliver(std::string(), false);
+    responded_ = true;
+    close_after_ = render_response(out_, r, render_params());
+    flush(After::Response);
+    if (st_ == St::Ready) process();
+    finish();
+    return;
+  }
   RenderParams p;
   p.version = version_;
   p.keep_alive = keep_alive_;

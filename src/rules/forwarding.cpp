@@ -35,43 +35,98 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 bool is_hop_by_hop(std::string_view name, std::string_view connection) {
-  static constexpr std::string_view kHopByHop[] = {
-      "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-      "te",         "trailer",    "trailers",         "transfer-encoding",  "upgrade"};
-  for (auto h : kHopByHop)
-    if (iequals(name, h)) return true;
-  return named_in_connection(name, connection);
+  // By length first: most headers are none of these, and most lengths match none.
+  std::string_view a, b;
+  switch (name.size()) {
+    case 2:
+      a = "te";
+      break;
+    case 7:
+      a = "trailer", b = "upgrade";
+      break;
+    case 8:
+      a = "trailers";
+      break;
+    case 10:
+      a = "connection", b = "keep-alive";
+      break;
+    case 16:
+      a = "proxy-connection";
+      break;
+    case 17:
+      a = "transfer-encoding";
+      break;
+    case 18:
+      a = "proxy-authenticate";
+      break;
+    case 19:
+      a = "proxy-authorization";
+      break;
+    default:
+      break;
+  }
+  if (!a.empty() && (iequals(name, a) || (!b.empty() && iequals(name, b)))) return true;
+  return !connection.empty() && named_in_connection(name, connection);
 }
+
+namespace {
+
+/// The request headers forward_call treats specially, told apart by length first.
+enum class Special { None, Connection, Host, Drop, ForwardedFor, ForwardedOther };
+
+Special special(std::string_view name) {
+  switch (name.size()) {
+    case 4:
+      return iequals(name, "host") ? Special::Host : Special::None;
+    case 6:  // the agent answers Expect: 100-continue itself; the origin gets the body at once
+      return iequals(name, "expect") ? Special::Drop : Special::None;
+    case 10:
+      return iequals(name, "connection") ? Special::Connection : Special::None;
+    case 14:
+      return iequals(name, "content-length") ? Special::Drop : Special::None;
+    case 15:
+      return iequals(name, "x-forwarded-for") ? Special::ForwardedFor : Special::None;
+    case 16:
+      return iequals(name, "x-forwarded-host") ? Special::ForwardedOther : Special::None;
+    case 17:
+      return iequals(name, "x-forwarded-proto") ? Special::ForwardedOther : Special::None;
+    default:
+      return Special::None;
+  }
+}
+
+}  // namespace
 
 HttpCall forward_call(const Request& req, std::string_view origin, std::string_view target,
                       int timeout_ms) {
   HttpCall call;
   call.method.assign(req.method);
+  std::string_view path = target.empty() ? req.target : target;
+  call.url.reserve(origin.size() + path.size());
   call.url.assign(origin);
-  call.url.append(target.empty() ? req.target : target);
+  call.url.append(path);
   call.timeout_ms = timeout_ms;
   call.body.assign(req.body);
 
   std::string_view connection, host;
   for (auto& [name, value] : req.headers) {
-    if (iequals(name, "connection"))
+    Special k = special(name);
+    if (k == Special::Connection)
       connection = value;
-    else if (iequals(name, "host"))
+    else if (k == Special::Host)
       host = value;
   }
   call.headers.reserve(req.headers.size() + 3);
   std::string forwarded_for;
   for (auto& [name, value] : req.headers) {
-    // The agent answers Expect: 100-continue itself; the origin gets the body at once.
-    if (is_hop_by_hop(name, connection) || iequals(name, "content-length") ||
-        iequals(name, "expect"))
+    Special k = special(name);
+    if (k == Special::Drop || k == Special::ForwardedOther || is_hop_by_hop(name, connection))
       continue;
-    if (iequals(name, "x-forwarded-for")) {
+    if (k == Special::ForwardedFor) {
       if (!forwarded_for.empty()) forwarded_for += ", ";
       forwarded_for.append(value);
       continue;
     }
-    if (iequals(name, "x-forwarded-proto") || iequals(name, "x-forwarded-host")) continue;
     call.headers.emplace_back(std::string(name), std::string(value));
   }
   if (!forwarded_for.empty()) forwarded_for += ", ";
@@ -82,14 +137,19 @@ HttpCall forward_call(const Request& req, std::string_view origin, std::string_v
   return call;
 }
 
-void headers_for_client(const HttpReply& reply, HeaderLines& out) {
-  std::string_view connection;
-  for (auto& [name, value] : reply.headers)
+void strip_for_client(HeaderLines& headers) {
+  std::string connection;  // a copy: erasing moves the strings a view would point into
+  for (auto& [name, value] : headers)
     if (iequals(name, "connection")) connection = value;
-  for (auto& [name, value] : reply.headers) {
-    if (is_hop_by_hop(name, connection) || iequals(name, "content-length")) continue;
-    out.emplace_back(name, value);
-  }
+  std::erase_if(headers, [&](const std::pair<std::string, std::string>& h) {
+    return is_hop_by_hop(h.first, connection) || iequals(h.first, "content-length");
+  });
+}
+
+void headers_for_client(const HttpReply& reply, HeaderLines& out) {
+  HeaderLines lines = reply.headers;
+  strip_for_client(lines);
+  for (auto& h : lines) out.push_back(std::move(h));
 }
 
 void apply_edit(const ResponseEdit& edit, HeaderLines& headers, std::string& body) {

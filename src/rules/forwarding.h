@@ -33,6 +33,8 @@ HttpCall forward_call(const Request& req, std::string_view origin, std::string_v
 
 /// The origin's headers fit to send to the client, appended to `out`.
 void headers_for_client(const HttpReply& reply, HeaderLines& out);
+/// Drops from an origin's headers, in place, those not fit to send to the client.
+void strip_for_client(HeaderLines& headers);
 
 /// Changes to a response on its way back (HttpResponseAddition).
 struct ResponseEdit {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -422,9 +423,28 @@ class ResponseAdditionRule : public Rule {
   ResponseAdditionRule(CompileContext& cc, const Params& p)
       : add_(p["add_headers"]), remove_(p["remove_headers"]), body_(p["body"]) {
     slot_ = cc.env().symbols.intern(kResponseAdditionsVariable);
+    auto constant = [](const Param& q) { return !q.present() || q.is_constant(); };
+    if (constant(add_) && constant(remove_) && constant(body_)) {
+      // The same edit every time: made once, and recorded as one shared list entry.
+      try {
+        ResponseEdit edit;
+        if (add_.present()) edit.add = header_lines(add_.constant_value(), "add_headers");
+        if (remove_.present()) edit.remove = name_list(remove_.constant_value(), "remove_headers");
+        if (body_.present()) {
+          edit.replace_body = true;
+          edit.body = body_.constant_value().to_text();
+        }
+        constant_entry_ = entry(edit);
+        constant_list_ = Value(List{constant_entry_});
+        constant_edit_ = std::move(edit);
+      } catch (const EvalError&) {
+        // Reported when the rule runs, as for computed parameters.
+      }
+    }
   }
 
   int execute(ExecContext& ctx) const override {
+    if (constant_edit_) return record(ctx, *constant_edit_, constant_entry_);
     ResponseEdit edit;
     if (add_.present()) {
       Value scratch;
@@ -438,12 +458,32 @@ class ResponseAdditionRule : public Rule {
       edit.replace_body = true;
       edit.body = body_.text(ctx);
     }
+    return record(ctx, edit, Value());
+  }
+
+ private:
+  /// Applies `edit` to the response when one is set, else records it (as `made`, its
+  /// entry, when given) for the host.
+  int record(ExecContext& ctx, const ResponseEdit& edit, const Value& made) const {
     Response& res = ctx.response();
     if (res.set) {
       apply_to_response(edit, res);
       return 0;
     }
-    // No response yet: record the edit for the host.
+    const Value& existing = ctx.vars.get(slot_);
+    if (!existing.is_list() && made.is_map()) {
+      ctx.vars.set(slot_, constant_list_);
+      return 0;
+    }
+    List all;
+    if (existing.is_list()) all = existing.as_list();
+    all.push_back(made.is_map() ? made : entry(edit));
+    ctx.vars.set(slot_, Value(std::move(all)));
+    return 0;
+  }
+
+  /// The edit as RESPONSE_ADDITIONS records it.
+  static Value entry(const ResponseEdit& edit) {
     Map m;
     List remove;
     for (auto& r : edit.remove) remove.push_back(Value(r));
@@ -451,18 +491,14 @@ class ResponseAdditionRule : public Rule {
     Map add;
     for (auto& [name, value] : edit.add) add.append(name, Value(value));
     m.set("add", Value(std::move(add)));
-    if (edit.replace_body) m.set("body", Value(std::move(edit.body)));
-    List all;
-    const Value& existing = ctx.vars.get(slot_);
-    if (existing.is_list()) all = existing.as_list();
-    all.push_back(Value(std::move(m)));
-    ctx.vars.set(slot_, Value(std::move(all)));
-    return 0;
+    if (edit.replace_body) m.set("body", Value(edit.body));
+    return Value(std::move(m));
   }
 
- private:
   Param add_, remove_, body_;
   uint32_t slot_ = 0;
+  std::optional<ResponseEdit> constant_edit_;  // set when every parameter is a constant
+  Value constant_entry_, constant_list_;
 };
 
 std::unique_ptr<Rule> make_response_addition(CompileContext& cc) {
@@ -494,10 +530,15 @@ void apply_to_response(const ResponseEdit& edit, Response& res) {
   apply_edit(rest, res.headers, res.body);
 }
 
-std::vector<ResponseEdit> read_response_additions(Variables& vars) {
-  std::vector<ResponseEdit> edits;
+ResponseEdits read_response_additions(Variables& vars) {
   const Value& v = vars.get(std::string_view(kResponseAdditionsVariable));
-  if (!v.is_list()) return edits;
+  if (!v.is_list()) return nullptr;
+  // The list a constant HttpResponseAddition records is the same object every time; the
+  // cache holds it, so its address cannot be taken by another list meanwhile.
+  thread_local std::shared_ptr<const List> cached_list;
+  thread_local ResponseEdits cached_edits;
+  if (v.list_ptr() == cached_list) return cached_edits;
+  auto edits = std::make_shared<std::vector<ResponseEdit>>();
   for (const Value& e : v.as_list()) {
     if (!e.is_map()) continue;
     ResponseEdit edit;
@@ -511,9 +552,11 @@ std::vector<ResponseEdit> read_response_additions(Variables& vars) {
       edit.replace_body = true;
       edit.body = b->to_text();
     }
-    edits.push_back(std::move(edit));
+    edits->push_back(std::move(edit));
   }
-  return edits;
+  cached_list = v.list_ptr();
+  cached_edits = std::move(edits);
+  return cached_edits;
 }
 
 }  // namespace cap::rules

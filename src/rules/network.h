@@ -9,6 +9,7 @@
 // read_response_additions() turns that variable back into edits.
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "rules/forwarding.h"
@@ -24,8 +25,11 @@ inline constexpr const char* kResponseAdditionsVariable = "RESPONSE_ADDITIONS";
 /// Adds HttpClient, HttpServerExecute and HttpResponseAddition to `registry`.
 void register_network_rules(RuleRegistry& registry);
 
-/// The edits recorded in RESPONSE_ADDITIONS, in the order the rules ran.
-std::vector<ResponseEdit> read_response_additions(Variables& vars);
+/// The edits recorded in RESPONSE_ADDITIONS, in the order the rules ran; null when none.
+/// Shared and immutable: a thread reading the same recorded list again (the edits of a rule
+/// whose parameters are constants) gets the edits it made of it before.
+using ResponseEdits = std::shared_ptr<const std::vector<ResponseEdit>>;
+ResponseEdits read_response_additions(Variables& vars);
 /// Applies an edit to a rule-set response (a Content-Type header edits content_type).
 void apply_to_response(const ResponseEdit& edit, Response& res);
 

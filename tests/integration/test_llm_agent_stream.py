@@ -5,6 +5,7 @@ calls arrive streamed in pieces, or whole from an endpoint that does not stream.
 
 import http.client
 import threading
+import time
 import unittest
 
 from agent_harness import AgentTestCase
@@ -124,6 +125,31 @@ class AiAgentStreamTest(AgentTestCase):
         self.assertEqual([name for name, _ in got], ["tool_call", "tool_result", "message", "done"])
         self.assertEqual(got[1][1]["result"], '{"city":"Oslo","sky":"sunny"}')
         self.assertEqual(got[2][1], {"delta": "Sunny."})
+
+    def test_a_client_that_goes_away_stops_the_model_and_keeps_the_conversation(self):
+        self.deploy()
+        gate = threading.Event()
+        self.llm.tool_call(("add_numbers", {"a": 1, "b": 2}))
+        self.llm.answer("x", pieces=["a"] + ["b" * 100000] * 200, gate=gate)
+        conn = http.client.HTTPConnection("127.0.0.1", self.agent.web_port, timeout=30)
+        conn.request("GET", "/?q=Hi&session=gone")
+        resp = conn.getresponse()
+        first = b""
+        while first.count(b"\n\n") < 3:
+            first += resp.read1(100)
+        self.assertEqual([name for name, _ in events(first.decode())], ["tool_call", "tool_result", "message"])
+        resp.close()
+        conn.close()
+        gate.set()
+        deadline = time.time() + 20
+        while not self.llm.stream_broken and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(self.llm.stream_broken, "the agent kept reading the model after the client left")
+        # The interrupted exchange is not part of the conversation.
+        self.llm.answer("Hello again.")
+        got = events(self.ask("Hi", "gone").text())
+        self.assertEqual(got[0], ("message", {"delta": "Hello again."}))
+        self.assertEqual([m["role"] for m in self.llm.requests[-1]["json"]["messages"]], ["system", "user"])
 
     def test_without_stream_the_answer_is_whole(self):
         self.agent.deploy_ok(agent_config(self.llm))
