@@ -3,13 +3,19 @@ so the files are parsed and checked for what DESIGN.md §5 and §9 ask of them (
 a slim non-root runtime stage, CAP_HOME as a volume, the ports, a health check on
 /.cap/health, an exec-form ENTRYPOINT so SIGTERM reaches the process), the packages they
 install are real Debian 12 packages, and the runtime stage installs every shared library
-the built binaries load."""
+the built binaries load. The runtime stage's own commands are deploy/docker/
+runtime-stage.sh, which the tests run into a temporary root (as root: it creates a user)
+and then start what it installed, as that user, checked with the image's HEALTHCHECK."""
 
 import json
 import os
 import re
 import shlex
+import signal
+import socket
 import subprocess
+import tempfile
+import time
 import unittest
 
 import yaml
@@ -19,6 +25,14 @@ SOURCE = os.environ.get("CAP_SOURCE_DIR",
 DOCKER = os.path.join(SOURCE, "deploy", "docker")
 # Libraries debian:12-slim already holds (apt and dpkg depend on them).
 BASE_IMAGE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6", "zlib1g", "libbz2-1.0"}
+SCRIPT = os.path.join(DOCKER, "runtime-stage.sh")
+UI_DIST = os.path.join(SOURCE, "web", "console", "dist")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def parse_dockerfile(path):
@@ -105,7 +119,8 @@ class Image:
 
 
 class DockerfileChecks:
-    """Shared checks; subclasses set NAME, BINARY_ENV, HOME_VAR, PORTS, HEALTH_PATH."""
+    """Shared checks; subclasses set NAME, BINARY, BINARY_ENV, ROLE, HOME_VAR, PORT_VAR, PORTS,
+    HEALTH_PATH, and run_env() and check_running(root, port) for the started binary."""
 
     def setUp(self):
         self.image = Image(self.NAME)
@@ -124,10 +139,89 @@ class DockerfileChecks:
 
     def test_non_root_user(self):
         user = self.image.last("USER")
-        self.assertIsNotNone(user, "no USER in the runtime stage")
-        self.assertNotIn(user.split(":")[0], ("root", "0"))
-        run = " ".join(a for i, a in self.image.runtime if i == "RUN")
-        self.assertIn(f"useradd --system --uid 10001", run)
+        self.assertEqual(user, "cap", "the runtime stage runs as the user the script makes")
+
+    def test_the_runtime_stage_runs_the_script(self):
+        runs = [" ".join(a.split()) for i, a in self.image.runtime if i == "RUN"]
+        call = ("--mount=type=bind,from=build,source=/src,target=/mnt/src "
+                f"sh /mnt/src/deploy/docker/runtime-stage.sh {self.ROLE} / /mnt/src/build/release")
+        if self.ROLE == "console":
+            call += " /mnt/src/web/console/dist"
+        self.assertEqual([r for r in runs if "runtime-stage.sh" in r], [call])
+        self.assertEqual([a for i, a in self.image.runtime if i == "COPY"], [],
+                         "files come in through the script")
+        with open(self.image.path) as f:
+            self.assertEqual(f.readline().strip(), "# syntax=docker/dockerfile:1",
+                             "RUN --mount needs the BuildKit syntax line")
+
+    def test_runtime_stage_script_into_a_temporary_root(self):
+        if os.geteuid() != 0:
+            self.skipTest("the script creates a user and sets ownership: it needs root")
+        binary = os.environ.get(self.BINARY_ENV)
+        self.assertTrue(binary and os.access(binary, os.X_OK), f"${self.BINARY_ENV} is not set")
+        root = tempfile.mkdtemp(prefix="cap-image-root-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", root])
+        os.chmod(root, 0o755)  # the user cap must reach the files below it
+        os.makedirs(os.path.join(root, "etc"))
+        for name, line in (("passwd", "root:x:0:0:root:/root:/bin/bash"), ("group", "root:x:0:"),
+                           ("shadow", "root:*:19000:0:99999:7:::"), ("gshadow", "root:*::")):
+            with open(os.path.join(root, "etc", name), "w") as f:
+                f.write(line + "\n")
+        args = ["sh", SCRIPT, self.ROLE, root, os.path.dirname(binary)]
+        if self.ROLE == "console":
+            self.assertTrue(os.path.isfile(os.path.join(UI_DIST, "index.html")),
+                            "the console UI is not built (web/console/dist)")
+            args.append(UI_DIST)
+        r = subprocess.run(args, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+        home = self.image.env()[self.HOME_VAR]
+        with open(os.path.join(root, "etc", "passwd")) as f:
+            self.assertIn(f"cap:x:10001:10001::{home}:/usr/sbin/nologin\n", f.read())
+        with open(os.path.join(root, "etc", "group")) as f:
+            self.assertIn("cap:x:10001:\n", f.read())
+        st = os.stat(root + home)
+        self.assertEqual((st.st_uid, st.st_gid, oct(st.st_mode & 0o777)), (10001, 10001, "0o750"))
+        installed = os.path.join(root, "usr", "local", "bin")
+        self.assertEqual(sorted(os.listdir(installed)), sorted([self.BINARY, "capctl"]))
+        for b in (self.BINARY, "capctl"):
+            path = os.path.join(installed, b)
+            self.assertEqual(oct(os.stat(path).st_mode & 0o777), "0o755")
+            v = subprocess.run([path, "--version"], capture_output=True, text=True)
+            self.assertEqual(v.returncode, 0, v.stderr)
+
+        # What it installed runs as the user cap with its state in the home, and the image's
+        # HEALTHCHECK command tells a serving process from none.
+        port = free_port()
+        check = ["sh", "-c", self.image.last("HEALTHCHECK").split(" CMD ", 1)[1]]
+        check_env = dict(os.environ, **{self.PORT_VAR: str(port)})
+        self.assertNotEqual(subprocess.run(check, env=check_env, capture_output=True).returncode,
+                            0, "the health check passes with nothing serving")
+        env = {"PATH": "/usr/bin:/bin", self.HOME_VAR: root + home, self.PORT_VAR: str(port)}
+        env.update(self.run_env())
+        log = tempfile.TemporaryFile()
+        self.addCleanup(log.close)
+        proc = subprocess.Popen(["setpriv", "--reuid=10001", "--regid=10001", "--clear-groups",
+                                 os.path.join(installed, self.BINARY)], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+
+        def output():
+            log.seek(0)
+            return log.read().decode("utf-8", "replace")
+
+        deadline, ok = time.time() + 30, False
+        while time.time() < deadline and proc.poll() is None and not ok:
+            ok = subprocess.run(check, env=check_env, capture_output=True).returncode == 0
+            time.sleep(0.1)
+        self.assertTrue(ok, f"the health check never passed; exit {proc.poll()}\n{output()}")
+        self.check_running(root, port)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(30), 0, output())
+        owners = {(os.stat(os.path.join(d, n)).st_uid)
+                  for d, dirs, files in os.walk(root + home) for n in dirs + files}
+        self.assertTrue(owners, "nothing was written to the home")
+        self.assertEqual(owners, {10001})
 
     def test_home_is_a_volume_and_ports_are_exposed(self):
         env = self.image.env()
@@ -143,8 +237,6 @@ class DockerfileChecks:
         entry = json.loads(self.image.last("ENTRYPOINT"))  # exec form: a JSON array
         self.assertEqual(entry, [f"/usr/local/bin/{self.BINARY}"])
         self.assertEqual(self.image.last("STOPSIGNAL"), "SIGTERM")
-        copies = " ".join(a for i, a in self.image.runtime if i == "COPY")
-        self.assertIn(f"/src/build/release/{self.BINARY}", copies)
 
     def test_packages_exist_and_cover_the_binarys_libraries(self):
         build = apt_packages(self.image.stages[list(self.image.stages)[0]])
@@ -164,24 +256,39 @@ class DockerfileChecks:
 
 
 class AgentImage(DockerfileChecks, unittest.TestCase):
-    NAME, BINARY, BINARY_ENV = "Dockerfile.agent", "cap-agent", "CAP_AGENT"
+    NAME, BINARY, BINARY_ENV, ROLE = "Dockerfile.agent", "cap-agent", "CAP_AGENT", "agent"
     HOME_VAR, PORT_VAR, PORTS, HEALTH_PATH = "CAP_HOME", "CAP_WEB_PORT", (8080, 20001), "/.cap/health"
 
     def test_agent_defaults_match_the_design(self):
         env = self.image.env()
         self.assertEqual(env["CAP_HOME"], "/var/lib/cap")
         self.assertEqual(env["CAP_MGMT_PORT"], "20001")
-        self.assertIn("/src/build/release/capctl", self.image.last("COPY"))
+
+    def run_env(self):
+        return {"CAP_WEB_ADDRESS": "127.0.0.1", "CAP_MGMT_ADDRESS": "127.0.0.1",
+                "CAP_MGMT_PORT": str(free_port()), "CAP_LOG_FORMAT": "json"}
+
+    def check_running(self, root, port):
+        pass
 
 
 class ConsoleImage(DockerfileChecks, unittest.TestCase):
-    NAME, BINARY, BINARY_ENV = "Dockerfile.console", "cap-console", "CAP_CONSOLE"
+    NAME, BINARY, BINARY_ENV, ROLE = "Dockerfile.console", "cap-console", "CAP_CONSOLE", "console"
     HOME_VAR, PORT_VAR, PORTS, HEALTH_PATH = ("CAP_CONSOLE_HOME", "CAP_CONSOLE_PORT", (8000,),
                                               "/api/v1/health")
 
-    def test_the_ui_is_where_the_console_looks(self):
-        copies = [a for i, a in self.image.runtime if i == "COPY"]
-        self.assertIn("--from=build /src/web/console/dist/ /usr/local/share/cap/console/", copies)
+    def run_env(self):
+        return {"CAP_CONSOLE_ADDRESS": "127.0.0.1", "CAP_ADMIN_PASSWORD": "image-test-password"}
+
+    def check_running(self, root, port):
+        # The UI the script installed is where the console looks: it serves it at /.
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+            served = r.read()
+        with open(os.path.join(root, "usr/local/share/cap/console/index.html"), "rb") as f:
+            self.assertEqual(served, f.read())
+        with open(os.path.join(UI_DIST, "index.html"), "rb") as f:
+            self.assertEqual(served, f.read())
 
 
 class Compose(unittest.TestCase):
