@@ -48,6 +48,7 @@ bench: build
 	fi
 	python3 bench/gold_master_start.py
 	python3 bench/ai_agent_steps.py
+	python3 bench/mcp_streams.py
 	bench/side-by-side/run
 
 fuzz: deps

@@ -8,7 +8,7 @@ std::shared_ptr<SseChannel> SseChannel::open(
     net::Deferred& deferred, const std::vector<std::pair<std::string, std::string>>& headers) {
   std::vector<std::pair<std::string, std::string>> all = headers;
   all.emplace_back("Cache-Control", "no-cache");
-  std::shared_ptr<SseChannel> ch(new SseChannel());
+  auto ch = std::make_shared<SseChannel>(Key());
   ch->out_ =
       deferred.stream(net::ResponseView{200, "text/event-stream", all, {}, false}, std::nullopt);
   if (!ch->out_) ch->closed_ = true;

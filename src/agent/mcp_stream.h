@@ -41,7 +41,14 @@ class SseChannel : public std::enable_shared_from_this<SseChannel> {
   bool is_open() const;
 
  private:
-  SseChannel() = default;
+  struct Key {  // only open() makes channels
+    explicit Key() = default;
+  };
+
+ public:
+  explicit SseChannel(Key) {}
+
+ private:
   bool queue(std::string bytes);
   void pump();
   void written(bool ok);

@@ -471,6 +471,135 @@ TEST_F(NetClient, CallStreamingReadsLargeBodiesPieceByPiece) {
   EXPECT_FALSE(s.head.error.empty());
 }
 
+// A server that answers each connection it accepts with the next scripted reply: pieces
+// written with a pause between them, then the connection closed.
+class ScriptedOrigin {
+ public:
+  explicit ScriptedOrigin(std::vector<std::vector<std::string>> replies) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd_, 8);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this, replies = std::move(replies)] {
+      for (const auto& pieces : replies) {
+        int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        char buf[4096];
+        std::string request;
+        while (request.find("\r\n\r\n") == std::string::npos) {
+          ssize_t n = ::recv(c, buf, sizeof buf, 0);
+          if (n <= 0) break;
+          request.append(buf, size_t(n));
+        }
+        for (const auto& piece : pieces) {
+          ::send(c, piece.data(), piece.size(), MSG_NOSIGNAL);
+          std::this_thread::sleep_for(30ms);
+        }
+        ::close(c);
+      }
+    });
+  }
+  ~ScriptedOrigin() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  std::string url(std::string_view path) const {
+    return cat("http://127.0.0.1:", std::to_string(port_), path);
+  }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+TEST_F(NetClient, AnswersArrivingInPiecesOrAfterAnInterimOneAreReadWhole) {
+  ScriptedOrigin origin({
+      {"HTTP/1.1 200 OK\r\nContent-", "Length: 5\r\nX-A: 1\r\n", "\r\nhe", "llo"},
+      {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"},  // closed before the end
+      {"HTTP/1.1 200 OK\r\nX-B: 2\r\n\r\nuntil ", "the close"},
+  });
+  HttpClientPool pool;
+  HttpCall c;
+  c.url = origin.url("/");
+  Streamed s = call_streaming(pool, c, 4096);
+  EXPECT_EQ(s.head.status, 200) << s.head.error;
+  EXPECT_EQ(header_of(s.head, "x-a"), "1");
+  EXPECT_FALSE(s.had_reader);
+  EXPECT_EQ(s.body, "hello");
+
+  s = call_streaming(pool, c, 4096);
+  EXPECT_EQ(s.head.status, 201) << s.head.error;
+  EXPECT_EQ(s.body, "ok");
+
+  s = call_streaming(pool, c, 4096);
+  EXPECT_EQ(s.head.status, 0);
+  EXPECT_NE(s.head.error.find("reading the response failed"), std::string::npos) << s.head.error;
+
+  s = call_streaming(pool, c, 4096);  // no length: handed out with a reader
+  EXPECT_EQ(s.head.status, 200) << s.head.error;
+  EXPECT_EQ(header_of(s.head, "x-b"), "2");
+  EXPECT_TRUE(s.had_reader);
+  EXPECT_EQ(s.body, "until the close");
+  EXPECT_EQ(s.error, "");
+}
+
+TEST_F(NetClient, ShortTimeoutsAreNotHeldBackByLongerOnesOnTheSameLoop) {
+  start();
+  HttpClientPool pool;  // one loop: both calls share its deadline timer
+  HttpCall slow;
+  slow.url = base_ + "/slow";
+  slow.timeout_ms = 60000;
+  std::promise<HttpReply> first;
+  pool.call_async(slow, [&](HttpReply r) { first.set_value(std::move(r)); });
+  slow.timeout_ms = 200;
+  HttpReply r = pool.call(slow);
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_EQ(r.error, "timed out after 200 ms");
+  HttpReply longer = first.get_future().get();  // the 60 s one is answered (after 800 ms)
+  EXPECT_EQ(longer.status, 200) << longer.error;
+  EXPECT_EQ(longer.body, "slow");
+}
+
+TEST_F(NetClient, TargetsAfterAKnownOriginAreCheckedAsAFullParseWould) {
+  start();
+  HttpClientPool pool;
+  HttpCall c;
+  // A port whose digits begin the server's: its URLs share a prefix with the server's.
+  c.url = cat("http://127.0.0.1:", std::to_string(server_->port() / 10), "/");
+  c.timeout_ms = 2000;
+  pool.call(c);  // whatever answers there (likely nothing)
+  struct Case {
+    std::string path, target, error;
+  };
+  std::vector<Case> cases = {
+      {"/a?q=1", "/a?q=1", ""},
+      {"/x?q=1#part", "/x?q=1", ""},  // the fragment stays with the client
+      {"/%41b/c;d=e@f:g", "/%41b/c;d=e@f:g", ""},
+      {"/%zz", "", "bad URL"},
+      {"/a b", "", "bad URL"},
+      {"/a\"b", "", "bad URL"},
+  };
+  for (const auto& k : cases) {
+    c.url = base_ + k.path;
+    HttpReply r = pool.call(c);
+    if (k.error.empty()) {
+      EXPECT_EQ(r.status, 200) << k.path << ": " << r.error;
+      EXPECT_EQ(header_of(r, "x-target"), k.target) << k.path;
+    } else {
+      EXPECT_EQ(r.status, 0) << k.path;
+      EXPECT_NE(r.error.find(k.error), std::string::npos) << k.path << " -> " << r.error;
+    }
+  }
+}
+
 TEST_F(NetClient, DroppingABodyReaderClosesItsConnection) {
   start();
   HttpClientPool pool;
