@@ -459,8 +459,22 @@ json::object Console::ecs_deploy_one(const AgentDef& a, const std::string& zip, 
     return "registered again: " + why;
   };
 
-  // 2. Out of the load balancer, and drained.
+  // 2. Out of the load balancer, and drained; unless no other target is healthy: taking the
+  // only one out would stop the service, so it takes the configuration in place (the agent
+  // swaps configurations atomically, requests in flight finish on the old one).
+  bool in_place = false;
   if (was_registered) {
+    std::vector<store::TargetHealth> all;
+    if (!fleet.target_group_health(tg, &all, &err)) return fail({err.message}, "untouched");
+    in_place = std::none_of(all.begin(), all.end(), [&](const store::TargetHealth& h) {
+      return h.state == "healthy" && !(h.id == a.host && h.port == port);
+    });
+  }
+  if (in_place) {
+    record(step("deregister", true,
+                {{"skipped", true},
+                 {"why", "no other target is healthy: it takes the configuration in place"}}));
+  } else if (was_registered) {
     if (!fleet.deregister_target(tg, a.host, port, &err)) {
       record(step("deregister", false, {{"error", err.message}}));
       return fail({err.message}, "untouched");
@@ -484,6 +498,8 @@ json::object Console::ecs_deploy_one(const AgentDef& a, const std::string& zip, 
     std::vector<std::string> errors;
     for (auto& e : errs) errors.emplace_back(e.as_string());
     if (!was_registered) return fail(errors, "not registered (it was not registered before)");
+    if (in_place)
+      return fail(errors, "untouched: no other target is healthy, it stayed registered");
     // Back into the load balancer only when it still serves its previous configuration
     // and says it is ready; a task running the new configuration that failed its checks,
     // or one that does not answer, stays out.
@@ -506,8 +522,10 @@ json::object Console::ecs_deploy_one(const AgentDef& a, const std::string& zip, 
   record(step("deploy", true, {{"configuration_id", r["configuration_id"]}}));
 
   // 4. Back into the load balancer, and healthy before the next task leaves it.
-  if (!was_registered) {
-    record(step("register", true, {{"skipped", true}, {"why", "it was not registered before"}}));
+  if (!was_registered || in_place) {
+    record(step("register", true,
+                {{"skipped", true},
+                 {"why", in_place ? "it stayed registered" : "it was not registered before"}}));
   } else {
     if (!fleet.register_target(tg, a.host, port, &err)) {
       record(step("register", false, {{"error", err.message}}));

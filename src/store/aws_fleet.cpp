@@ -439,21 +439,33 @@ bool FleetClient::service_tasks(const std::string& cluster, const std::string& s
   return true;
 }
 
-bool FleetClient::target_health(const std::string& arn, const std::string& id, int port,
-                                TargetHealth* out, AwsError* error) {
+bool FleetClient::describe_health(const std::vector<std::pair<std::string, std::string>>& params,
+                                  std::vector<TargetHealth>* out, AwsError* error) {
   std::string body, perr;
-  if (!send(elb_request(options_, "DescribeTargetHealth", target_params(arn, id, port)),
-            "elasticloadbalancing", "ELB DescribeTargetHealth", &body, error))
+  if (!send(elb_request(options_, "DescribeTargetHealth", params), "elasticloadbalancing",
+            "ELB DescribeTargetHealth", &body, error))
     return false;
-  std::vector<TargetHealth> list;
-  if (!parse_target_health(body, &list, &perr)) {
+  out->clear();
+  if (!parse_target_health(body, out, &perr)) {
     *error = AwsError{AwsFailure::Other, "", "ELB DescribeTargetHealth: " + perr};
     return false;
   }
+  return true;
+}
+
+bool FleetClient::target_health(const std::string& arn, const std::string& id, int port,
+                                TargetHealth* out, AwsError* error) {
+  std::vector<TargetHealth> list;
+  if (!describe_health(target_params(arn, id, port), &list, error)) return false;
   *out = TargetHealth{id, port, "unused", "Target.NotRegistered", "not listed"};
   for (auto& h : list)
     if (h.id == id) *out = h;
   return true;
+}
+
+bool FleetClient::target_group_health(const std::string& arn, std::vector<TargetHealth>* out,
+                                      AwsError* error) {
+  return describe_health({{"TargetGroupArn", arn}}, out, error);
 }
 
 bool FleetClient::register_target(const std::string& arn, const std::string& id, int port,

@@ -119,12 +119,17 @@ class FleetClient {
   /// or "unavailable" (AWS's own answer), not as an error.
   bool target_health(const std::string& arn, const std::string& id, int port, TargetHealth* out,
                      AwsError* error);
+  /// Every target the group holds (DescribeTargetHealth without targets): the registered
+  /// ones, and those draining.
+  bool target_group_health(const std::string& arn, std::vector<TargetHealth>* out, AwsError* error);
   bool register_target(const std::string& arn, const std::string& id, int port, AwsError* error);
   bool deregister_target(const std::string& arn, const std::string& id, int port, AwsError* error);
 
   const FleetOptions& options() const { return options_; }
 
  private:
+  bool describe_health(const std::vector<std::pair<std::string, std::string>>& params,
+                       std::vector<TargetHealth>* out, AwsError* error);
   /// Signs and sends with retries; the 2xx body in `body`.
   bool send(HttpCall call, std::string_view service, std::string_view what, std::string* body,
             AwsError* error);

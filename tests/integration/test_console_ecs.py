@@ -499,7 +499,7 @@ class Settings(unittest.TestCase):
                 self.assertIn(message, c.output())
 
 
-class RollingUpdate(EcsTestCase):
+class RollingBase(EcsTestCase):
     def setUp(self):
         super().setUp()
         self.tasks = self.stack.service_tasks()
@@ -530,6 +530,9 @@ class RollingUpdate(EcsTestCase):
         by_ip = {a["host"]: a["id"] for a in c.ok("GET", "/api/v1/agents")["agents"]}
         return [by_ip[ip] for ip in self.ips]
 
+
+
+class RollingUpdate(RollingBase):
     def test_each_task_leaves_the_target_group_takes_the_deploy_and_comes_back(self):
         for ip in self.ips:
             self.start_agent(ip)
@@ -606,6 +609,27 @@ class RollingUpdate(EcsTestCase):
         for ip in self.ips:
             self.assertEqual(http_request(self.stack.web_port, "GET", "/hello?name=x",
                                           host=ip).text(), "Hi, x!")
+
+
+class SoleTask(RollingBase):
+    tasks = 1
+
+    def test_the_only_healthy_target_takes_the_configuration_in_place(self):
+        (ip,) = self.ips
+        self.start_agent(ip)
+        c = self.console_with_recorder()
+        d = self.roll_from_hi(c, hello_config("Howdy"))
+        self.assertTrue(d["ok"], d)
+        (r,) = d["results"]
+        self.assertEqual([(s["step"], s["ok"], s.get("skipped", False)) for s in r["steps"]],
+                         [("target_state", True, False), ("deregister", True, True),
+                          ("deploy", True, False), ("register", True, True)], r)
+        self.assertIn("no other target is healthy", r["steps"][1]["why"])
+        self.assertEqual(self.recorder.elb_steps(), [])
+        self.assertIn("DescribeTargetHealth", self.recorder.actions())
+        self.assertEqual(self.stack.health(), {ip: "healthy"})
+        self.assertEqual(http_request(self.stack.web_port, "GET", "/hello?name=x",
+                                      host=ip).text(), "Howdy, x!")
 
 
 if __name__ == "__main__":

@@ -244,6 +244,21 @@ TEST_F(FleetClientTest, ElbCallsAreSignedForElasticLoadBalancing) {
   EXPECT_TRUE(http.calls[0].body.starts_with("Action=DeregisterTargets&"));
 }
 
+TEST_F(FleetClientTest, TheWholeGroupsHealthAsksForNoTarget) {
+  http.replies.push_back(reply(
+      200, "<DescribeTargetHealthResponse><DescribeTargetHealthResult><TargetHealthDescriptions>"
+           "<member><Target><Id>10.0.1.5</Id><Port>8080</Port></Target><TargetHealth><State>"
+           "healthy</State></TargetHealth></member></TargetHealthDescriptions>"
+           "</DescribeTargetHealthResult></DescribeTargetHealthResponse>"));
+  std::vector<TargetHealth> all;
+  AwsError error;
+  ASSERT_TRUE(fleet.target_group_health(kTargetGroup, &all, &error)) << error.message;
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].state, "healthy");
+  EXPECT_EQ(http.calls[0].body.find("Targets.member"), std::string::npos);
+  EXPECT_NE(http.calls[0].body.find("Action=DescribeTargetHealth&"), std::string::npos);
+}
+
 TEST_F(FleetClientTest, ATargetTheGroupDoesNotListIsUnused) {
   http.replies.push_back(
       reply(200,
