@@ -274,6 +274,25 @@ const ResponseView& internal_error() {
   return r;
 }
 
+// The response headers the server treats itself, told apart by length first.
+enum class Owned : uint8_t { None, Server, Connection, Framing, Date };
+Owned owned_header(std::string_view name) {
+  switch (name.size()) {
+    case 4:
+      return iequals(name, "date") ? Owned::Date : Owned::None;
+    case 6:
+      return iequals(name, "server") ? Owned::Server : Owned::None;
+    case 10:
+      return iequals(name, "connection") ? Owned::Connection : Owned::None;
+    case 14:
+      return iequals(name, "content-length") ? Owned::Framing : Owned::None;
+    case 17:
+      return iequals(name, "transfer-encoding") ? Owned::Framing : Owned::None;
+    default:
+      return Owned::None;
+  }
+}
+
 // Renders the whole response (head and body) into `out`. Returns whether the connection
 // closes after it.
 bool render_response(std::string& out, const ResponseView& given, const RenderParams& p) {
@@ -282,8 +301,9 @@ bool render_response(std::string& out, const ResponseView& given, const RenderPa
   bool close = r.close || !p.keep_alive || p.draining;
   bool own_server = true;
   for (const auto& h : r.headers) {
-    if (iequals(h.first, "server")) own_server = false;
-    if (iequals(h.first, "connection") && iequals(h.second, "close")) close = true;
+    Owned o = owned_header(h.first);
+    if (o == Owned::Server) own_server = false;
+    if (o == Owned::Connection && iequals(h.second, "close")) close = true;
   }
   out.clear();
   if (std::string_view line = common_status_line(r.status); !line.empty()) {
@@ -304,9 +324,7 @@ bool render_response(std::string& out, const ResponseView& given, const RenderPa
   }
   for (const auto& [name, value] : r.headers) {
     // The server owns the framing and the connection's fate.
-    if (iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
-        iequals(name, "connection") || iequals(name, "date"))
-      continue;
+    if (Owned o = owned_header(name); o != Owned::None && o != Owned::Server) continue;
     out.append(name);
     out.append(": "sv);
     out.append(value);
