@@ -195,11 +195,15 @@ json::object Console::ecs_sync(const Caller& who, const std::string& trigger) {
     result["ok"] = false;
     result["error"] = e.message;
     result["kind"] = std::string(store::failure_name(e.kind));
+    bool again = false;  // the periodic sync failing as it did last time logs it once
     {
       std::lock_guard lock(ecs_->mu);
+      auto* before = ecs_->last_sync.if_object();
+      again = trigger == "periodic" && before && before->contains("error") &&
+              before->at("error") == result["error"];
       ecs_->last_sync = result;
     }
-    spdlog::warn("ECS sync ({}): {}; agent definitions unchanged", trigger, e.message);
+    if (!again) spdlog::warn("ECS sync ({}): {}; agent definitions unchanged", trigger, e.message);
     throw ApiError{502,
                    "ECS discovery failed: " + e.message,
                    {"kind: " + std::string(store::failure_name(e.kind)),
@@ -315,6 +319,11 @@ json::object Console::ecs_sync(const Caller& who, const std::string& trigger) {
     checks.push_back(std::async(std::launch::async, [this, a] { return check_agent(a); }));
   for (auto& c : checks) c.get();
 
+  {
+    std::lock_guard lock(ecs_->mu);
+    if (auto* before = ecs_->last_sync.if_object(); before && before->contains("error"))
+      spdlog::info("ECS sync ({}): works again", trigger);
+  }
   result["ok"] = true;
   result["tasks"] = listed;
   result["added"] = added;

@@ -230,6 +230,9 @@ class AwsRecorder:
         self.web_port = web_port
         self.calls = []  # (action, target ip or None, status, what the target served)
         self.lock = threading.Lock()
+        # When set: the first RegisterTargets waits for it (and sets `held` meanwhile).
+        self.hold = None
+        self.held = threading.Event()
         rec = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -247,6 +250,9 @@ class AwsRecorder:
                 served = None
                 if ip and action in ("DeregisterTargets", "RegisterTargets"):
                     served = rec.served(ip)
+                if action == "RegisterTargets" and rec.hold and not rec.held.is_set():
+                    rec.held.set()
+                    rec.hold.wait(120)
                 conn = http.client.HTTPConnection(rec.upstream.hostname, rec.upstream.port,
                                                   timeout=30)
                 headers = {k: v for k, v in self.headers.items()
@@ -471,6 +477,26 @@ class Discovery(EcsTestCase):
                 self.assertNotIn(self.key, other.output() + r.text())
 
 
+    def test_a_periodic_failure_is_logged_once_and_its_end_too(self):
+        c = self.new_console(key=self.stack.denied_key, CAP_ECS_SYNC_MS="200")
+        seen = set()
+
+        def three_failed_syncs():
+            last = c.ok("GET", "/api/v1/ecs").get("last_sync")
+            if last and not last["ok"]:
+                seen.add(last["at"])
+            return len(seen) >= 3
+
+        c.wait_for(three_failed_syncs, what="three failed periodic syncs")
+        self.assertEqual(c.output().count("ECS sync (periodic): ECS ListTasks: access denied"), 1)
+        self.assertEqual(self.ecs_agents(c), [])
+        # The key gets the rights: the next sync works, says so, and defines the tasks.
+        iam = self.stack.client("iam", self.stack.admin_key)
+        iam.put_user_policy(UserName="nobody", PolicyName="deploy",
+                            PolicyDocument=json.dumps(self.stack.deploy_policy))
+        c.wait_for(lambda: len(self.ecs_agents(c)) == 3, what="the tasks defined")
+        self.assertIn("ECS sync (periodic): works again", c.output())
+
 
 class Settings(unittest.TestCase):
     def test_without_settings_the_endpoints_say_how_to_turn_it_on(self):
@@ -562,6 +588,29 @@ class RollingUpdate(RollingBase):
         check_operation(self, load("console.yaml"), "/api/v1/deployments/{deployment}", "get",
                         reply)
         self.assertEqual(reply.json()["results"], d["results"])
+
+    def test_the_record_shows_each_step_while_it_runs(self):
+        for ip in self.ips:
+            self.start_agent(ip)
+        c = self.console_with_recorder()
+        self.recorder.hold = threading.Event()
+        self.addCleanup(self.recorder.hold.set)
+        done = {}
+        t = threading.Thread(target=lambda: done.update(
+            d=self.roll_from_hi(c, hello_config("Howdy"))))
+        t.start()
+        # The first task is deployed; its RegisterTargets waits in the recorder.
+        self.assertTrue(self.recorder.held.wait(60), "no RegisterTargets came")
+        dep = c.ok("GET", "/api/v1/deployments?limit=1")["deployments"][0]
+        self.assertEqual((dep["strategy"], dep["ok"], dep["finished_at"]), ("rolling", None, None))
+        (first,) = dep["results"]
+        self.assertEqual([(s["step"], s["ok"]) for s in first["steps"]],
+                         [("target_state", True), ("deregister", True), ("drain", True),
+                          ("deploy", True)])
+        self.recorder.hold.set()
+        t.join(120)
+        self.assertTrue(done["d"]["ok"], done)
+        self.assertEqual(len(c.ok("GET", f"/api/v1/deployments/{dep['id']}")["results"]), 3)
 
     def test_a_task_that_refuses_the_configuration_stops_the_rollout_and_goes_back(self):
         # The second task in deploy order lacks the file the new startup rule set needs.
