@@ -40,6 +40,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "net/header_text.h"
 #include "net/loop_local.h"
 
 #ifndef CAP_VERSION
@@ -67,35 +68,7 @@ struct PoolGate {
 
 thread_local const void* t_client_loop_owner = nullptr;
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c + 32) : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
-
-bool is_token(std::string_view s) {
-  static constexpr auto kToken = [] {
-    std::array<bool, 256> a{};
-    for (int c = 'a'; c <= 'z'; ++c) a[c] = true;
-    for (int c = 'A'; c <= 'Z'; ++c) a[c] = true;
-    for (int c = '0'; c <= '9'; ++c) a[c] = true;
-    for (unsigned char c : std::string_view("!#$%&'*+-.^_`|~")) a[c] = true;
-    return a;
-  }();
-  if (s.empty()) return false;
-  for (char c : s)
-    if (!kToken[static_cast<unsigned char>(c)]) return false;
-  return true;
-}
-
-bool has_ctl(std::string_view s) {
-  for (char c : s)
-    if (c == '\r' || c == '\n' || c == '\0') return true;
-  return false;
-}
+char lower(char c) { return char(detail::kLower[static_cast<unsigned char>(c)]); }
 
 bool idempotent(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "TRACE";

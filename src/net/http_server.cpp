@@ -45,6 +45,7 @@
 #include <optional>
 #include <thread>
 
+#include "net/header_text.h"
 #include "net/loop_local.h"
 
 namespace cap::net {
@@ -168,21 +169,6 @@ void format_http_date(int64_t t, char* out) {
            tm.tm_mday, kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
            tm.tm_sec);
   memcpy(out, buf, 29);
-}
-
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c + 32) : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
-
-bool has_ctl(std::string_view s) {
-  for (char c : s)
-    if (c == '\r' || c == '\n' || c == '\0') return true;
-  return false;
 }
 
 bool valid_name(std::string_view s) {

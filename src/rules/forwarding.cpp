@@ -2,11 +2,11 @@
 
 #include <algorithm>
 
+#include "net/header_text.h"
+
 namespace cap::rules {
 
 namespace {
-
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -27,12 +27,7 @@ bool named_in_connection(std::string_view name, std::string_view connection) {
 
 }  // namespace
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
+bool iequals(std::string_view a, std::string_view b) { return net::iequals(a, b); }
 
 bool is_hop_by_hop(std::string_view name, std::string_view connection) {
   // By length first: most headers are none of these, and most lengths match none.
