@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import time
 import unittest
 import zipfile
@@ -216,12 +217,16 @@ class PersistenceTest(unittest.TestCase):
         r = self.agent.web("POST", "/admin/maintenance?on=1")
         self.assertEqual(r.status, 200, r)
         self.assertEqual(self.agent.web("GET", "/shop").status, 503)
-        # The rule's switch is saved off the request path; wait until the status shows it.
-        for _ in range(100):
-            if self.agent.mgmt("GET", "/v1/status").json()["mode"] == "Maintenance":
+        # The rule's switch is saved off the request path (an fsync, slow on a busy disk):
+        # wait until the status shows it and the log says it was saved.
+        saved = r"mode switched to Maintenance by a rule \(saved\)"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if (self.agent.mgmt("GET", "/v1/status").json()["mode"] == "Maintenance"
+                    and re.search(saved, self.agent.log_text())):
                 break
             time.sleep(0.05)
-        self.assertRegex(self.agent.log_text(), r"mode switched to Maintenance by a rule \(saved\)")
+        self.assertRegex(self.agent.log_text(), saved)
         self.restart()
         self.assertEqual(self.agent.mgmt("GET", "/v1/status").json()["mode"], "Maintenance")
         self.assertEqual(self.agent.web("GET", "/shop").status, 503)

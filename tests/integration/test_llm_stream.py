@@ -78,8 +78,16 @@ class LlmStreamTest(AgentTestCase):
             ("done", {"prompt_tokens": 5, "completion_tokens": 3, "finish_reason": "stop"})])
         body = self.llm.requests[0]["json"]
         self.assertEqual((body["stream"], body["stream_options"]), (True, {"include_usage": True}))
-        # The rules after the rule still ran, with the whole answer.
-        trace = self.agent.mgmt("GET", "/v1/trace").json()["traces"][0]["text"]
+        # The rules after the rule still ran, with the whole answer. They finish just after
+        # the stream's end reached the client: wait for the trace they leave.
+        deadline = time.time() + 20
+        traces = []
+        while not traces and time.time() < deadline:
+            traces = self.agent.mgmt("GET", "/v1/trace").json()["traces"]
+            if not traces:
+                time.sleep(0.05)
+        self.assertTrue(traces, "no trace of the request")
+        trace = traces[0]["text"]
         self.assertIn("LLM_ANSWER = 'Hello world'", trace)
         self.assertIn("LENGTH = 11", trace)
         stats = self.agent.mgmt("GET", "/v1/stats").json()
