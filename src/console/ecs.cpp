@@ -39,6 +39,38 @@ bool env_number(const char* name, int64_t min, int64_t max, int64_t* out, std::s
   return true;
 }
 
+/// The tasks' management key: the setting, or the vault credential it names (a single
+/// value, or the field "key"). Empty with `error` when the vault does not hold it.
+std::string agent_key(const EcsSettings& es, Db& db, Sealer& sealer, std::string* error) {
+  if (es.key_vault.empty()) return es.key;
+  std::optional<std::string> plain;
+  {
+    DbSession s(db);
+    auto row = s.one("SELECT sealed FROM vault WHERE name = $1", {es.key_vault});
+    if (!row) {
+      *error = "the console's vault has no credential " + es.key_vault +
+               " (CAP_ECS_AGENT_KEY_VAULT): store the tasks' management key there";
+      return {};
+    }
+    plain = sealer.open(row->text(0));
+  }
+  boost::system::error_code ec;
+  json::value fields = plain ? json::parse(*plain, ec) : json::value();
+  const json::value* key = nullptr;
+  if (!ec && fields.is_object()) {
+    key = fields.as_object().if_contains("");
+    if (!key) key = fields.as_object().if_contains("key");
+  }
+  if (!key || !key->is_string() || key->as_string().empty() ||
+      std::string_view(key->as_string()).find_first_of("\r\n") != std::string_view::npos) {
+    *error = "the vault credential " + es.key_vault +
+             " (CAP_ECS_AGENT_KEY_VAULT) is not a management key: store a single value, or a "
+             "field \"key\"";
+    return {};
+  }
+  return std::string(key->as_string());
+}
+
 bool draining(const std::string& state) {
   return state == "draining" || state == "unhealthy.draining";
 }
@@ -98,10 +130,22 @@ bool ecs_settings_from_env(EcsSettings* out, std::string* error) {
     s.key.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
     while (!s.key.empty() && (s.key.back() == '\n' || s.key.back() == '\r')) s.key.pop_back();
   }
-  if (s.key.empty() || s.key.find_first_of("\r\n") != std::string::npos) {
+  s.key_vault = env_text("CAP_ECS_AGENT_KEY_VAULT");
+  if (!s.key_vault.empty() && !s.key.empty()) {
+    *error =
+        "give the tasks' management key one way: CAP_ECS_AGENT_KEY_VAULT, or "
+        "CAP_ECS_AGENT_KEY or CAP_ECS_AGENT_KEY_FILE";
+    return false;
+  }
+  if (!s.key_vault.empty() && !valid_name(s.key_vault)) {
+    *error = "CAP_ECS_AGENT_KEY_VAULT must name a credential of the console's vault";
+    return false;
+  }
+  if (s.key_vault.empty() && (s.key.empty() || s.key.find_first_of("\r\n") != std::string::npos)) {
     *error =
         "CAP_ECS_CLUSTER is set: give the tasks' management key (their CAP_MGMT_KEY) in "
-        "CAP_ECS_AGENT_KEY or CAP_ECS_AGENT_KEY_FILE";
+        "CAP_ECS_AGENT_KEY, CAP_ECS_AGENT_KEY_FILE or the console's vault "
+        "(CAP_ECS_AGENT_KEY_VAULT)";
     return false;
   }
   int64_t agent_port = s.agent_port, web_port = s.web_port, sync = s.sync_ms,
@@ -191,7 +235,7 @@ json::object Console::ecs_sync(const Caller& who, const std::string& trigger) {
   const EcsSettings& es = settings_.ecs;
   std::lock_guard one_at_a_time(ecs_->sync_mu);
   json::object result{{"at", iso_time(now_ms())}, {"trigger", trigger}};
-  auto failed = [&](const store::AwsError& e) {
+  auto failed = [&](const store::AwsError& e, int status = 502) {
     result["ok"] = false;
     result["error"] = e.message;
     result["kind"] = std::string(store::failure_name(e.kind));
@@ -204,11 +248,14 @@ json::object Console::ecs_sync(const Caller& who, const std::string& trigger) {
       ecs_->last_sync = result;
     }
     if (!again) spdlog::warn("ECS sync ({}): {}; agent definitions unchanged", trigger, e.message);
-    throw ApiError{502,
+    throw ApiError{status,
                    "ECS discovery failed: " + e.message,
                    {"kind: " + std::string(store::failure_name(e.kind)),
                     "the agent definitions were not changed"}};
   };
+  std::string key_error;
+  const std::string key = agent_key(es, db_, sealer_, &key_error);
+  if (key.empty()) failed(store::AwsError{store::AwsFailure::Other, "", key_error}, 409);
   std::vector<store::EcsTask> tasks;
   store::AwsError err;
   if (!ecs_->fleet.service_tasks(es.cluster, es.service, &tasks, &err)) failed(err);
@@ -246,7 +293,7 @@ json::object Console::ecs_sync(const Caller& who, const std::string& trigger) {
       want.host = task->private_ip;
       want.port = es.agent_port;
       want.web_port = web_port;
-      want.key = es.key;
+      want.key = key;
       want.type = es.type;
       want.group = es.group;
       want.registered = "ecs";
@@ -359,7 +406,8 @@ Response Console::ecs_api(const Caller& c, const Request& r, const std::vector<s
     json::object o{{"enabled", es.enabled()}};
     if (!es.enabled()) {
       o["hint"] =
-          "set CAP_ECS_CLUSTER, CAP_ECS_SERVICE and CAP_ECS_AGENT_KEY (and "
+          "set CAP_ECS_CLUSTER, CAP_ECS_SERVICE and CAP_ECS_AGENT_KEY or CAP_ECS_AGENT_KEY_VAULT "
+          "(and "
           "CAP_ECS_TARGET_GROUP_ARN for rolling updates through the load balancer); see "
           "docs/aws.md";
       return json_response(200, o);
@@ -371,6 +419,7 @@ Response Console::ecs_api(const Caller& c, const Request& r, const std::vector<s
     o["group"] = es.group;
     o["type"] = es.type;
     o["agent_port"] = es.agent_port;
+    o["key_from"] = es.key_vault.empty() ? "setting" : "vault:" + es.key_vault;
     o["web_port"] = es.web_port;
     o["region"] = es.aws.region;
     o["ecs_endpoint"] = es.aws.ecs_url();

@@ -30,9 +30,10 @@ struct EcsSettings {
   std::string group = "ecs";        // CAP_ECS_AGENT_GROUP: the group of the tasks' definitions
   std::string type = "production";  // CAP_ECS_AGENT_TYPE
   std::string key;                  // CAP_ECS_AGENT_KEY or the file CAP_ECS_AGENT_KEY_FILE
-  int agent_port = 20001;           // CAP_ECS_AGENT_PORT: the tasks' management port
-  int web_port = 8080;              // CAP_ECS_WEB_PORT: the tasks' web port, the targets' port
-  int sync_ms = 30000;              // CAP_ECS_SYNC_MS: how often the console looks (0: never)
+  std::string key_vault;   // CAP_ECS_AGENT_KEY_VAULT: the vault credential holding the key instead
+  int agent_port = 20001;  // CAP_ECS_AGENT_PORT: the tasks' management port
+  int web_port = 8080;     // CAP_ECS_WEB_PORT: the tasks' web port, the targets' port
+  int sync_ms = 30000;     // CAP_ECS_SYNC_MS: how often the console looks (0: never)
   int drain_timeout_ms = 330000;    // CAP_ECS_DRAIN_TIMEOUT_MS: longest wait for draining
   int healthy_timeout_ms = 300000;  // CAP_ECS_HEALTHY_TIMEOUT_MS: longest wait for healthy
   int target_poll_ms = 5000;        // CAP_ECS_TARGET_POLL_MS: DescribeTargetHealth interval

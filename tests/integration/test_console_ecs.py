@@ -497,6 +497,30 @@ class Discovery(EcsTestCase):
         c.wait_for(lambda: len(self.ecs_agents(c)) == 3, what="the tasks defined")
         self.assertIn("ECS sync (periodic): works again", c.output())
 
+    def test_the_key_can_come_from_the_vault_and_change_there(self):
+        for _, ip in self.stack.service_tasks():
+            self.start_agent(ip)
+        c = self.new_console(CAP_ECS_AGENT_KEY="", CAP_ECS_AGENT_KEY_VAULT="fleet-key")
+        self.assertEqual(c.ok("GET", "/api/v1/ecs")["key_from"], "vault:fleet-key")
+        r = c.request("POST", "/api/v1/ecs/sync")
+        self.assertEqual(r.status, 409, r)
+        check_operation(self, load("console.yaml"), "/api/v1/ecs/sync", "post", r)
+        self.assertIn("the console's vault has no credential fleet-key", r.json()["error"])
+        self.assertEqual(self.ecs_agents(c), [])
+        c.ok("PUT", "/api/v1/vault/fleet-key", {"value": self.key})
+        c.ok("POST", "/api/v1/ecs/sync")
+        agents = c.ok("GET", "/api/v1/agents")["agents"]
+        self.assertEqual([a["status"]["online"] for a in agents], [True] * 3, agents)
+        # Another key in the vault: the next sync gives it to every definition (these agents
+        # still have the old one, so the console now reports them refusing it).
+        c.ok("PUT", "/api/v1/vault/fleet-key", {"value": "another-key-0123456789"})
+        r = c.ok("POST", "/api/v1/ecs/sync")
+        self.assertEqual(len(r["updated"]), 3, r)
+        for a in c.ok("GET", "/api/v1/agents")["agents"]:
+            self.assertFalse(a["status"]["online"], a)
+            self.assertIn("is the management key right?", a["status"]["error"])
+        self.assertNotIn(self.key, c.output())
+
 
 class Settings(unittest.TestCase):
     def test_without_settings_the_endpoints_say_how_to_turn_it_on(self):
@@ -515,6 +539,8 @@ class Settings(unittest.TestCase):
               "CAP_ECS_AGENT_PORT": "0"}, "CAP_ECS_AGENT_PORT must be"),
             ({"CAP_ECS_CLUSTER": "c", "CAP_ECS_SERVICE": "s", "CAP_ECS_AGENT_KEY": "k",
               "AWS_ENDPOINT_URL_ECS": "ftp://x/y"}, "must be http[s]://host[:port]"),
+            ({"CAP_ECS_CLUSTER": "c", "CAP_ECS_SERVICE": "s", "CAP_ECS_AGENT_KEY": "k",
+              "CAP_ECS_AGENT_KEY_VAULT": "v"}, "give the tasks' management key one way"),
         ]:
             with self.subTest(env=env):
                 c = Console(env=env)
