@@ -277,6 +277,17 @@ class Agent:
             h["Authorization"] = auth_header(key or self.key, method, path, body or b"", ts, nonce)
         return http_request(self.mgmt_port, method, path, body if body else None, h, timeout=timeout)
 
+    def traces(self, timeout=20):
+        """The recorded traces (GET /v1/trace), waiting until there is one: a trace is stored
+        when the request's rules finish, which for a streamed answer is just after its end
+        reached the client."""
+        deadline = time.monotonic() + timeout
+        while True:
+            traces = self.mgmt("GET", "/v1/trace").json()["traces"]
+            if traces or time.monotonic() > deadline:
+                return traces
+            time.sleep(0.05)
+
     def deploy(self, files):
         return self.mgmt("PUT", "/v1/configuration", make_zip(files),
                          {"Content-Type": "application/zip"})

@@ -80,12 +80,7 @@ class LlmStreamTest(AgentTestCase):
         self.assertEqual((body["stream"], body["stream_options"]), (True, {"include_usage": True}))
         # The rules after the rule still ran, with the whole answer. They finish just after
         # the stream's end reached the client: wait for the trace they leave.
-        deadline = time.time() + 20
-        traces = []
-        while not traces and time.time() < deadline:
-            traces = self.agent.mgmt("GET", "/v1/trace").json()["traces"]
-            if not traces:
-                time.sleep(0.05)
+        traces = self.agent.traces()
         self.assertTrue(traces, "no trace of the request")
         trace = traces[0]["text"]
         self.assertIn("LLM_ANSWER = 'Hello world'", trace)
