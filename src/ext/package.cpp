@@ -1,10 +1,10 @@
 #include "ext/package.h"
 
-#include <openssl/evp.h>
-
 #include <filesystem>
 #include <fstream>
 #include <map>
+
+#include "net/signing.h"
 
 namespace cap::ext {
 
@@ -65,19 +65,7 @@ PackageLimits extension_limits() {
   return l;
 }
 
-std::string sha256_hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 15]);
-  }
-  return out;
-}
+std::string sha256_hex(std::string_view data) { return net::sha256_hex(data); }
 
 bool read_extension(std::string_view zip, ExtensionPackage* out, std::vector<std::string>* errors) {
   size_t before = errors->size();

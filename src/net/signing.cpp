@@ -1,9 +1,6 @@
 #include "net/signing.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
+#include <sodium.h>
 
 #include <charconv>
 #include <fstream>
@@ -40,26 +37,40 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+const unsigned char* bytes(std::string_view s) {
+  // Never null, even for an empty view (the primitives read no byte of it then).
+  static const unsigned char kEmpty = 0;
+  return s.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(s.data());
+}
+
+// libsodium, which the agent loads anyway (the vault): hashing and signing with it leaves
+// OpenSSL's algorithm providers unloaded in an agent that speaks no TLS and signs no AWS
+// call, about 2 MB less resident memory.
+void ready() {
+  static const bool once = [] {
+    if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
+    return true;
+  }();
+  (void)once;
+}
+
 }  // namespace
 
 std::string sha256_hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  if (EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr) != 1)
-    throw std::runtime_error("SHA-256 failed");
-  return to_hex(md, n);
+  ready();
+  unsigned char md[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(md, bytes(data), data.size());
+  return to_hex(md, sizeof md);
 }
 
 std::string hmac_sha256(std::string_view key, std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  // HMAC() refuses a null key pointer even with length 0.
-  static const unsigned char kEmpty = 0;
-  const void* k = key.empty() ? static_cast<const void*>(&kEmpty) : key.data();
-  if (!HMAC(EVP_sha256(), k, int(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-            data.size(), md, &n))
-    throw std::runtime_error("HMAC-SHA256 failed");
-  return std::string(reinterpret_cast<const char*>(md), n);
+  ready();
+  crypto_auth_hmacsha256_state st;
+  unsigned char md[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_init(&st, bytes(key), key.size());
+  crypto_auth_hmacsha256_update(&st, bytes(data), data.size());
+  crypto_auth_hmacsha256_final(&st, md);
+  return std::string(reinterpret_cast<const char*>(md), sizeof md);
 }
 
 std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
@@ -104,7 +115,8 @@ std::string sign_request(std::string_view key, std::string_view method,
 
 std::string random_nonce() {
   unsigned char b[16];
-  if (RAND_bytes(b, sizeof b) != 1) throw std::runtime_error("RAND_bytes failed");
+  ready();
+  randombytes_buf(b, sizeof b);
   return to_hex(b, sizeof b);
 }
 
@@ -162,7 +174,7 @@ bool parse_auth_header(std::string_view value, ParsedAuth* out, std::string* err
 bool constant_time_equal(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   if (a.empty()) return true;
-  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+  return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 bool verify_signature(std::string_view key, std::string_view method,
