@@ -1,5 +1,4 @@
 // PostgreSQL through libpq's non-blocking API: see sql.h for the shape.
-#include <libpq-fe.h>
 #include <poll.h>
 
 #include <chrono>
@@ -8,6 +7,7 @@
 #include <deque>
 #include <unordered_map>
 
+#include "store/libpq.h"
 #include "store/sql.h"
 
 namespace cap::store {
@@ -258,6 +258,7 @@ class PgPool : public Database {
 
   std::unique_ptr<Conn> connect(Deadline deadline, std::string* error, bool* timed_out) {
     connects_.fetch_add(1, std::memory_order_relaxed);
+    if (!load_libpq(error)) return nullptr;
     auto c = std::make_unique<Conn>();
     c->pg.reset(PQconnectStartParams(keywords_.data(), values_.data(), 0));
     if (!c->pg) {

@@ -1,11 +1,10 @@
 #include "store/sql_address.h"
 
-#include <libpq-fe.h>
-
 #include <cctype>
 #include <memory>
 
 #include "cap/request.h"
+#include "store/libpq.h"
 
 namespace cap::store {
 namespace {
@@ -83,9 +82,11 @@ bool parse_postgres(std::string_view url, const Credentials& creds, DbAddress* o
                     std::string* error) {
   std::string uri(url);
   if (url.rfind("jdbc:", 0) == 0 && !translate_jdbc(url, &uri, error)) return false;
+  if (!load_libpq(error)) return false;
   char* err = nullptr;
-  std::unique_ptr<PQconninfoOption, void (*)(PQconninfoOption*)> opts(
-      PQconninfoParse(uri.c_str(), &err), PQconninfoFree);
+  auto free_options = [](PQconninfoOption* o) { PQconninfoFree(o); };
+  std::unique_ptr<PQconninfoOption, decltype(free_options)> opts(PQconninfoParse(uri.c_str(), &err),
+                                                                 free_options);
   if (!opts) {
     std::string why = err ? err : "out of memory";
     if (err) PQfreemem(err);
