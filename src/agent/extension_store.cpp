@@ -13,17 +13,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Value describe(const ext::InstalledExtension& e) {
-  Map m;
-  m.set("name", Value(e.name));
-  m.set("version", Value(e.version));
-  m.set("sha256", Value(e.sha256));
-  List rules;
-  for (auto& r : e.rules) rules.push_back(Value(r));
-  m.set("rules", Value(std::move(rules)));
-  return Value(std::move(m));
-}
-
 /// The zips in `dir`, by extension name.
 std::map<std::string, std::string> zips_in(const std::string& dir) {
   std::map<std::string, std::string> out;
@@ -152,7 +141,7 @@ CommandResult ExtensionStore::install(std::string_view name, std::string_view zi
   }
   agent_log().info("extension {} {} installed{}", name, m.version,
                    previous_version.empty() ? "" : " (was " + previous_version + ")");
-  Value v = describe(*set_.find(name));
+  Value v = Value(ext::describe(*set_.find(name)));
   Map out = v.as_map();
   out.set("previous_version", previous_version.empty() ? Value() : Value(previous_version));
   *installed = Value(std::move(out));
@@ -174,7 +163,7 @@ CommandResult ExtensionStore::remove(std::string_view name, Value* removed) {
   if (ec) return command_failure(500, "cannot remove the extension from CAP_HOME", {ec.message()});
   set_.remove(name);
   agent_log().info("extension {} {} removed", name, e->version);
-  *removed = describe(*e);
+  *removed = Value(ext::describe(*e));
   return CommandResult{};
 }
 

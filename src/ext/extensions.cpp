@@ -39,20 +39,16 @@ bool ExtensionSet::check_conflicts(const Manifest& m, std::vector<std::string>* 
 bool ExtensionSet::prepare(std::string_view zip, Prepared* out,
                            std::vector<std::string>* errors) const {
   Prepared p;
-  if (!read_extension(zip, &p.package, errors)) return false;
-  std::lock_guard lock(mu_);
-  if (!check_conflicts(p.package.manifest, errors)) return false;
-  if (auto it = installed_.find(p.package.manifest.name); it != installed_.end())
-    p.previous_version = it->second.version;
-  p.image = make_image(p.package);
-  *out = std::move(p);
-  return true;
+  return read_extension(zip, &p.package, errors) && prepare_read(std::move(p), out, errors);
 }
 
 bool ExtensionSet::prepare_path(const std::string& path, Prepared* out,
                                 std::vector<std::string>* errors) const {
   Prepared p;
-  if (!read_extension_path(path, &p.package, errors)) return false;
+  return read_extension_path(path, &p.package, errors) && prepare_read(std::move(p), out, errors);
+}
+
+bool ExtensionSet::prepare_read(Prepared p, Prepared* out, std::vector<std::string>* errors) const {
   std::lock_guard lock(mu_);
   if (!check_conflicts(p.package.manifest, errors)) return false;
   if (auto it = installed_.find(p.package.manifest.name); it != installed_.end())
@@ -116,17 +112,22 @@ std::string ExtensionSet::check(std::string_view name, std::string_view requirem
 Value ExtensionSet::to_value() const {
   List out;
   for (auto& e : list()) {
-    Map m;
-    m.set("name", Value(e.name));
-    m.set("version", Value(e.version));
-    m.set("sha256", Value(e.sha256));
+    Map m = describe(e);
     m.set("description", Value(e.description));
-    List rules;
-    for (auto& r : e.rules) rules.push_back(Value(r));
-    m.set("rules", Value(std::move(rules)));
     out.push_back(Value(std::move(m)));
   }
   return Value(std::move(out));
+}
+
+Map describe(const InstalledExtension& e) {
+  Map m;
+  m.set("name", Value(e.name));
+  m.set("version", Value(e.version));
+  m.set("sha256", Value(e.sha256));
+  List rules;
+  for (auto& r : e.rules) rules.push_back(Value(r));
+  m.set("rules", Value(std::move(rules)));
+  return m;
 }
 
 bool configuration_uses(const Configuration& cfg, std::string_view name) {

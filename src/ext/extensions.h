@@ -66,10 +66,15 @@ class ExtensionSet {
 
  private:
   bool check_conflicts(const Manifest& m, std::vector<std::string>* errors) const;
+  /// The rest of prepare() once the package is read: conflicts, previous version, image.
+  bool prepare_read(Prepared p, Prepared* out, std::vector<std::string>* errors) const;
   RuleRegistry& registry_;
   mutable std::mutex mu_;
   std::map<std::string, InstalledExtension, std::less<>> installed_;
 };
+
+/// {name, version, sha256, rules: [...]}: an installed extension in JSON answers.
+Map describe(const InstalledExtension& e);
 
 /// Whether a configuration uses extension `name`: cap.json names it or a node uses one of
 /// its rules.
