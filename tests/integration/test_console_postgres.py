@@ -9,19 +9,11 @@ import zipfile
 
 from agent_harness import hello_config, make_zip
 from console_harness import Console, ConsoleTestCase
-from postgres_harness import PostgresServer
+from postgres_harness import SharedPostgres
 from test_console import bad_config
 
 
-class OnPostgres(ConsoleTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = PostgresServer()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.close()
-
+class OnPostgres(SharedPostgres, ConsoleTestCase):
     def setUp(self):
         self.pg.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
         self.console_env = {"CAP_CONSOLE_DB": self.pg.url}

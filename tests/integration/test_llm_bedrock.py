@@ -74,7 +74,8 @@ class BedrockTest(AgentTestCase):
         self.assertNotIn(AWS["secret_access_key"], everything)
         self.assertNotIn(AWS["session_token"], everything)
 
-    def test_ai_agent_tool_round_trip(self):
+    def deploy_doubling_agent(self, **with_):
+        """An AiAgent on Bedrock whose one tool, `double`, doubles a number."""
         tool = ruleset("double", "d", {
             "d": {"rule": "SetVariable", "with": {"name": "RESULT", "value": "${n * 2}"}}})
         tool["description"] = "Doubles a number."
@@ -82,11 +83,14 @@ class BedrockTest(AgentTestCase):
         self.agent.deploy_ok(configuration("b", [ruleset("main", "agent", {
             "agent": {"rule": "AiAgent", "with": {
                 "provider": "bedrock", "base_url": self.llm.base, "model": MODEL,
-                "credential": "aws", "prompt": "Double 21", "tools": ["double"]},
+                "credential": "aws", "prompt": "Double 21", "tools": ["double"], **with_},
                 "then": {"answered": ["ok"], "error": ["err"]}},
             "ok": {"rule": "HttpRespond", "with": {"body": "${AI_ANSWER}"}},
             "err": {"rule": "HttpRespond", "with": {"status": 502, "body": "${AI_ERROR}"}},
         }), tool]))
+
+    def test_ai_agent_tool_round_trip(self):
+        self.deploy_doubling_agent()
         self.llm.tool_call(("double", {"n": 21}))
         self.llm.answer("42")
         r = self.agent.web("GET", "/")
@@ -106,15 +110,7 @@ class BedrockTest(AgentTestCase):
             self.check_signed(req)
 
     def test_ai_agent_streamed_from_converse(self):
-        tool = ruleset("double", "d", {
-            "d": {"rule": "SetVariable", "with": {"name": "RESULT", "value": "${n * 2}"}}})
-        tool["description"] = "Doubles a number."
-        tool["params"] = [{"name": "n", "type": "number", "required": True}]
-        self.agent.deploy_ok(configuration("b", [ruleset("main", "agent", {
-            "agent": {"rule": "AiAgent", "with": {
-                "provider": "bedrock", "base_url": self.llm.base, "model": MODEL,
-                "credential": "aws", "prompt": "Double 21", "tools": ["double"], "stream": True}},
-        }), tool]))
+        self.deploy_doubling_agent(stream=True)
         self.llm.tool_call(("double", {"n": 21}), prompt_tokens=9, completion_tokens=2)
         self.llm.answer("It is 42.", prompt_tokens=15, completion_tokens=4)
         r = self.agent.web("GET", "/")

@@ -13,7 +13,7 @@ import unittest
 import urllib.parse
 
 from agent_harness import Agent, configuration, ruleset
-from postgres_harness import PASSWORD, USER, PostgresServer
+from postgres_harness import PASSWORD, USER, PostgresServer, SharedPostgres
 
 SOURCE = os.environ.get("CAP_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -81,15 +81,7 @@ def execute(sql, args=None):
     return {"rule": "SqlExecute", "with": w, "then": {"ok": ["_affected"], "error": ["_error"]}}
 
 
-class PostgresTestCase(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = PostgresServer()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.close()
-
+class PostgresTestCase(SharedPostgres, unittest.TestCase):
     def agent(self, url=None, **env):
         e = {"CAP_DB_URL": url or self.pg.url}
         e.update(env)
