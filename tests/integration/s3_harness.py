@@ -73,6 +73,18 @@ def _boto3():
     return boto3
 
 
+def stop_process(proc, timeout=10):
+    """SIGTERM to a server process the test started (if it still runs), SIGKILL after
+    `timeout` seconds."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class S3Server:
     def __init__(self):
         self.proc = None
@@ -142,13 +154,7 @@ class S3Server:
                 raise AssertionError("moto_server refused to turn authentication on")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.proc and self.proc.stdout:
             self.proc.stdout.close()
 

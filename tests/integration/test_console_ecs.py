@@ -31,7 +31,8 @@ import urllib.request
 from agent_harness import (Agent, closed_port, configuration, hello_config, http_request,
                            ruleset)
 from console_harness import Console
-from s3_harness import _moto_python, moto_server_path, run_under_moto_python_if_needed
+from s3_harness import (_moto_python, moto_server_path, run_under_moto_python_if_needed,
+                        stop_process)
 from test_api_spec import check_operation, load
 
 REGION = "eu-west-1"
@@ -211,13 +212,7 @@ class EcsStack:
             UserName="cap-deploy", PolicyName="deploy", PolicyDocument=json.dumps(policy))
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 class AwsRecorder:
