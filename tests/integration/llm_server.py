@@ -27,6 +27,7 @@ class LlmServer:
     def __init__(self):
         self.requests = []  # {"path", "headers" (lower-case names), "body" (bytes), "json"}
         self.stream_broken = False  # the client went away while an answer streamed
+        self.stream_broken_event = threading.Event()  # set with stream_broken
         self._answers = []
         self._lock = threading.Lock()
         self._count = 0
@@ -120,6 +121,7 @@ class LlmServer:
                     self.wfile.write(b"0\r\n\r\n")
                 except (BrokenPipeError, ConnectionResetError):
                     owner.stream_broken = True
+                    owner.stream_broken_event.set()
 
             def _stream_tools(self, a):
                 """Tool calls as OpenAI streams them: the text the model says first (`say`),
@@ -152,6 +154,7 @@ class LlmServer:
                     self.wfile.write(b"0\r\n\r\n")
                 except (BrokenPipeError, ConnectionResetError):
                     owner.stream_broken = True
+                    owner.stream_broken_event.set()
 
             def _send(self, status, body):
                 try:

@@ -5,7 +5,6 @@ away stops the model's stream."""
 import http.client
 import json
 import threading
-import time
 import unittest
 
 from agent_harness import AgentTestCase, configuration, ruleset
@@ -133,10 +132,8 @@ class LlmStreamTest(AgentTestCase):
         resp.close()
         self.conn.close()
         gate.set()
-        deadline = time.time() + 20
-        while not self.llm.stream_broken and time.time() < deadline:
-            time.sleep(0.05)
-        self.assertTrue(self.llm.stream_broken, "the agent kept reading the model after the client left")
+        self.assertTrue(self.llm.stream_broken_event.wait(20),
+                        "the agent kept reading the model after the client left")
         # The agent goes on serving.
         self.llm.answer("again")
         self.assertEqual(events(self.agent.web("GET", "/ask?q=x").text())[0], ("message", {"delta": "again"}))
