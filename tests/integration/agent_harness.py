@@ -242,6 +242,17 @@ class Agent:
         with self.lines_lock:
             return "\n".join(self.lines)
 
+    def wait_log(self, pattern, timeout=10):
+        """The log text once a line matches `pattern` (a regex), or as it is after `timeout`
+        seconds: lines reach the harness through a reader thread, a moment after the agent
+        wrote them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log_text()
+            if re.search(pattern, text) or time.monotonic() > deadline:
+                return text
+            time.sleep(0.02)
+
     def log_records(self):
         out = []
         with self.lines_lock:
@@ -299,7 +310,15 @@ class Agent:
         return r.json()["id"]
 
 
-class AgentTestCase(unittest.TestCase):
+class LogAssertions:
+    """A test case mixin for cases with an agent in self.agent."""
+
+    def assertLogged(self, pattern):
+        """The agent logs a line matching `pattern` (waiting for the log reader)."""
+        self.assertRegex(self.agent.wait_log(pattern), pattern)
+
+
+class AgentTestCase(LogAssertions, unittest.TestCase):
     """Starts one agent per test (self.agent) and cleans up after."""
 
     agent_env = {}

@@ -9,8 +9,8 @@ import unittest
 import zipfile
 import io
 
-from agent_harness import (Agent, AgentTestCase, configuration, hello_config, make_zip,
-                           respond_config, ruleset)
+from agent_harness import (Agent, AgentTestCase, LogAssertions, configuration, hello_config,
+                           make_zip, respond_config, ruleset)
 
 
 def broken_config():
@@ -171,7 +171,7 @@ class DeployTest(AgentTestCase):
         self.assertEqual(r.status, 400, r)
 
 
-class PersistenceTest(unittest.TestCase):
+class PersistenceTest(LogAssertions, unittest.TestCase):
 
     def setUp(self):
         self.agent = Agent().start()
@@ -226,11 +226,11 @@ class PersistenceTest(unittest.TestCase):
                     and re.search(saved, self.agent.log_text())):
                 break
             time.sleep(0.05)
-        self.assertRegex(self.agent.log_text(), saved)
+        self.assertLogged(saved)
         self.restart()
         self.assertEqual(self.agent.mgmt("GET", "/v1/status").json()["mode"], "Maintenance")
         self.assertEqual(self.agent.web("GET", "/shop").status, 503)
-        self.assertRegex(self.agent.log_text(), r"resumed configuration .* in mode Maintenance")
+        self.assertLogged(r"resumed configuration .* in mode Maintenance")
 
     def test_a_torn_state_file_is_reported_and_never_run(self):
         self.agent.deploy_ok(hello_config())
@@ -243,7 +243,7 @@ class PersistenceTest(unittest.TestCase):
         self.agent.start()
         self.assertEqual(self.agent.web("GET", "/hello?name=X").status, 503)
         self.assertTrue(os.path.exists(state + ".corrupt"))
-        self.assertRegex(self.agent.log_text(), r"state file .* is torn or corrupt")
+        self.assertLogged(r"state file .* is torn or corrupt")
         # A new deploy works again, and the zips the torn state named are not deleted.
         before = set(os.listdir(os.path.join(self.agent.home, "configurations")))
         self.agent.deploy_ok(hello_config("Hi"))
@@ -261,7 +261,7 @@ class PersistenceTest(unittest.TestCase):
         self.agent.start()
         self.assertEqual(self.agent.web("GET", "/hello?name=X").status, 503)
         self.assertTrue(os.path.exists(path + ".corrupt"))
-        self.assertRegex(self.agent.log_text(), r"configuration .* is corrupt")
+        self.assertLogged(r"configuration .* is corrupt")
 
     def test_rollback_passes_over_a_damaged_configuration(self):
         first = self.agent.deploy_ok(respond_config("one", "one"))
@@ -273,7 +273,7 @@ class PersistenceTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["id"], first)
         self.assertEqual(self.agent.web("GET", "/").body, b"one")
-        self.assertRegex(self.agent.log_text(), r"rollback to %s refused" % second)
+        self.assertLogged(r"rollback to %s refused" % second)
         # Named, the damaged one is refused and the active one keeps serving.
         r = self.agent.mgmt("POST", "/v1/configuration/rollback", {"id": second})
         self.assertEqual(r.status, 500, r)
