@@ -1,5 +1,6 @@
 #include "agent/web_handler.h"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <future>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "agent/logging.h"
+#include "engine/span_clock.h"
 #include "rules/forwarding.h"
 #include "rules/network.h"
 
@@ -18,11 +20,6 @@ using namespace cap::rules;  // HTTP forwarding helpers and response additions
 
 namespace {
 
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 constexpr std::string_view kHtml = "text/html; charset=utf-8";
 constexpr std::string_view kJson = "application/json";
@@ -170,7 +167,7 @@ WebHandler::WebHandler(ServingSlot& slot, Metrics& metrics, net::HttpClientPool&
     : slot_(slot), metrics_(metrics), client_(client), wait_pool_(wait_pool), options_(options) {}
 
 void WebHandler::record(Pending& p, int status) {
-  int64_t nanos = now_ns() - p.t0;
+  int64_t nanos = std::max<int64_t>(0, span_clock_ns() - p.t0);
   metrics_.record(status, nanos, p.rules_ran ? path_of(p.req.target) : std::string_view());
   if (options_.request_log)
     web_log().info("{} {} {} {:.3f}ms {}", p.req.method, p.req.target, status,
@@ -346,7 +343,7 @@ void WebHandler::answer_mcp(std::shared_ptr<Pending> p) {
 }
 
 void WebHandler::handle(net::Exchange& ex) {
-  const int64_t t0 = now_ns();
+  const int64_t t0 = span_clock_ns();
   thread_local Pending local;
 
   std::string_view target = ex.target();

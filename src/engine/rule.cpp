@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "cap/engine.h"
+#include "engine/span_clock.h"
 
 namespace cap {
 
@@ -159,11 +160,6 @@ int64_t file_mtime_ns(const std::string& path) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec +
          static_cast<int64_t>(st.st_size) * 7;  // a size change counts even in the same tick
 }
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 }  // namespace
 
 namespace {
@@ -184,7 +180,7 @@ bool DataFile::load(std::string* error) {
   std::atomic_store(&data_, parsed);
   version_.fetch_add(1, std::memory_order_release);
   mtime_ = file_mtime_ns(disk_path_);
-  next_check_ms_ = steady_ms() + 1000;
+  next_check_ms_ = coarse_clock_ms() + 1000;
   initial_.clear();
   initial_.shrink_to_fit();
   return true;
@@ -192,7 +188,7 @@ bool DataFile::load(std::string* error) {
 
 void DataFile::maybe_reload(Logger* logger) const {
   if (disk_path_.empty()) return;
-  int64_t now = steady_ms();
+  int64_t now = coarse_clock_ms();
   if (now < next_check_ms_.load(std::memory_order_relaxed) ||
       reloading_.test_and_set(std::memory_order_acquire))
     return;

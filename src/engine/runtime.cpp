@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "cap/engine.h"
+#include "engine/span_clock.h"
 
 namespace cap {
 
@@ -17,11 +18,6 @@ constexpr int kMaxDepth = 2000;  // nodes on the stack: guards runaway nesting
 thread_local int t_node_depth = 0;
 constexpr size_t kKeptTraces = 200;
 
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -240,7 +236,7 @@ void Runtime::run_node(ExecContext& ctx, const Node& node) {
   } else {
     int chain;
     if (ctx.timings_) {
-      int64_t t0 = now_ns();
+      int64_t t0 = span_clock_ns();
       try {
         chain = node.rule->execute(ctx);
       } catch (const NodeError&) {
@@ -249,7 +245,8 @@ void Runtime::run_node(ExecContext& ctx, const Node& node) {
         node.stats.errors.fetch_add(1, std::memory_order_relaxed);
         throw NodeError(e, node.id);
       }
-      node.stats.nanos.fetch_add(static_cast<uint64_t>(now_ns() - t0), std::memory_order_relaxed);
+      node.stats.nanos.fetch_add(static_cast<uint64_t>(std::max<int64_t>(0, span_clock_ns() - t0)),
+                                 std::memory_order_relaxed);
       node.stats.count.fetch_add(1, std::memory_order_relaxed);
     } else {
       if (ctx.counts_) node.stats.count.fetch_add(1, std::memory_order_relaxed);
