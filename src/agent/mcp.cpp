@@ -22,7 +22,8 @@ constexpr const char* kVersions[] = {"2025-11-25", "2025-06-18", "2025-03-26", "
 constexpr const char* kVersionList = "2025-11-25, 2025-06-18, 2025-03-26 and 2024-11-05";
 /// A tool call answered as a stream reports progress this often.
 constexpr int64_t kProgressEveryMs = 1000;
-/// How often the housekeeping thread looks at sessions, streams and the configuration.
+/// How often the housekeeping thread looks at sessions, streams and the configuration while
+/// there are sessions or streamed calls (none: it sleeps until one appears).
 constexpr std::chrono::milliseconds kTick{200};
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -561,6 +562,7 @@ std::shared_ptr<McpServer::Session> McpServer::open_session(const Configuration&
   s->last_used_ms = now;
   s->busy = 1;
   sessions_.emplace(s->id, s);
+  cv_.notify_one();  // housekeeping sleeps while there are no sessions
   ++opened_;
   web_log().info("MCP: session opened ({} open)", sessions_.size());
   return s;
@@ -643,6 +645,7 @@ std::optional<McpServer::Reply> McpServer::post_messages(Exchange& x) {
       std::lock_guard lock(mu_);
       call_id = next_call_++;
       calls_.emplace(call_id, call);
+      cv_.notify_one();  // housekeeping sleeps while there is nothing to do
       ++progress_streams_;
       send_progress(*call, call->tool + ": started");
     }
@@ -795,7 +798,14 @@ std::optional<McpServer::Reply> McpServer::end_session(Exchange& x) {
 void McpServer::housekeeping() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    cv_.wait_for(lock, kTick);
+    // With no session and no streamed call there is nothing to expire, keep alive or tell
+    // about a new tool list: sleep until one appears (open_session, post_messages) instead
+    // of waking kTick after kTick. The configuration is read again on that wake, before the
+    // tick, so whatever was activated meanwhile applies.
+    if (sessions_.empty() && calls_.empty())
+      cv_.wait(lock, [this] { return stopping_ || !sessions_.empty() || !calls_.empty(); });
+    else
+      cv_.wait_for(lock, kTick);
     if (stopping_) break;
     lock.unlock();
     watch_configuration();

@@ -56,7 +56,8 @@ class SseChannel;
 class McpServer {
  public:
   /// Starts the housekeeping thread: session expiry, keep-alives, progress of running calls,
-  /// and watching `slot` for configurations that change the tool list. Adds the "mcp"
+  /// and watching `slot` for configurations that change the tool list; it only wakes while
+  /// there are sessions or streamed calls (an idle agent's thread sleeps). Adds the "mcp"
   /// section to `metrics` (/metrics and GET /v1/stats): call it before serving.
   McpServer(ServingSlot& slot, Metrics& metrics);
   /// Ends every stream and joins the thread.

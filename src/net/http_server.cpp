@@ -15,7 +15,8 @@
 //   one send per request, as nginx. Responses are first sent with one non-blocking send();
 //   only what the kernel does not take goes through async_write.
 // - Timeouts: each connection holds a deadline; one timer per loop sweeps the connections a
-//   few times a second. No timer is armed per request.
+//   few times a second. No timer is armed per request, and none while the loop has no
+//   connection (an idle agent does not wake): accepting one arms it again.
 // - Connections are owned by their loop's intrusive list (and by any Deferred); completion
 //   handlers capture a raw pointer, and a connection leaves the list only when it is closed
 //   and none of its operations is outstanding.
@@ -371,10 +372,7 @@ class Loop {
     return acceptor_.local_endpoint(ec).port();
   }
   void start() {
-    asio::post(ioc_, [this] {
-      accept_next();
-      arm_sweep();
-    });
+    asio::post(ioc_, [this] { accept_next(); });
     thread_ = std::thread([this] { run(); });
   }
   void stop_accepting();
@@ -427,6 +425,7 @@ class Loop {
   }
   void accept_next();
   void on_accept(const boost::system::error_code& ec);
+  /// Arms the sweep timer unless it is armed, the loop is stopping or has no connection.
   void arm_sweep();
   void sweep();
 
@@ -441,6 +440,7 @@ class Loop {
   Socket pending_{ioc_};
   tcp::endpoint peer_;
   Timer sweep_timer_{ioc_};
+  bool sweep_armed_ = false;
   Timer accept_retry_{ioc_};
   ConnBase* head_ = nullptr;
   std::atomic<size_t> in_flight_{0};
@@ -1661,6 +1661,7 @@ void Loop::link(ConnBase* c) {
   if (head_) head_->prev = c;
   head_ = c;
   sh_.connections.fetch_add(1, std::memory_order_relaxed);
+  arm_sweep();  // off while the loop had no connection
 }
 
 void Loop::unlink(ConnBase* c) {
@@ -1672,9 +1673,11 @@ void Loop::unlink(ConnBase* c) {
 }
 
 void Loop::arm_sweep() {
-  if (stopping_) return;
+  if (stopping_ || sweep_armed_ || !head_) return;
+  sweep_armed_ = true;
   sweep_timer_.expires_after(std::chrono::milliseconds(sh_.sweep_ms));
   sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
+    sweep_armed_ = false;
     if (ec || stopping_) return;
     sweep();
     arm_sweep();

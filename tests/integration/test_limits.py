@@ -3,6 +3,7 @@ agent keeps serving others meanwhile. The management port answers the same error
 JSON body."""
 
 import json
+import re
 import socket
 import time
 import unittest
@@ -23,21 +24,37 @@ def read_reply(sock, timeout=10):
     return int(head.split()[1]), head.decode("latin-1").lower(), body
 
 
-def read_status(sock, timeout=10):
+def read_until(sock, marker, timeout=10):
+    """What `sock` sends until `marker` has arrived or the connection closed."""
     sock.settimeout(timeout)
     data = b""
-    while b"\r\n" not in data:
+    while marker not in data:
         chunk = sock.recv(4096)
         if not chunk:
             break
         data += chunk
-    line = data.split(b"\r\n", 1)[0]
+    return data
+
+
+def read_status(sock, timeout=10):
+    line = read_until(sock, b"\r\n", timeout).split(b"\r\n", 1)[0]
     return int(line.split()[1]) if line.startswith(b"HTTP/1.") else None
+
+
+def read_kept_alive(sock, timeout=10):
+    """The status and body of one response with a Content-Length, the connection left open."""
+    head, found, body = read_until(sock, b"\r\n\r\n", timeout).partition(b"\r\n\r\n")
+    if not found:
+        raise AssertionError("closed before the answer: " + repr(head))
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += sock.recv(4096)
+    return int(head.split()[1]), body
 
 
 class LimitsTest(AgentTestCase):
     agent_env = {"CAP_READ_TIMEOUT_MS": "1000", "CAP_MAX_BODY_BYTES": "1024",
-                 "CAP_MAX_HEADER_BYTES": "4096"}
+                 "CAP_MAX_HEADER_BYTES": "4096", "CAP_IDLE_TIMEOUT_MS": "1500"}
 
     def setUp(self):
         super().setUp()
@@ -56,6 +73,18 @@ class LimitsTest(AgentTestCase):
         self.assertEqual(self.agent.web("GET", "/hello?name=Fast").body, b"Hello, Fast!")
         self.assertEqual(read_status(s), 408)
         self.assertLess(time.monotonic() - started, 8)
+
+    def test_idle_keep_alive_connection_after_a_quiet_spell_is_closed(self):
+        # A quiet web port arms no timer; the connection that ends the quiet spell must
+        # still be closed once it has been idle for CAP_IDLE_TIMEOUT_MS.
+        time.sleep(2)
+        s = self.connect()
+        s.sendall(b"GET /hello?name=A HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(read_kept_alive(s), (200, b"Hello, A!"))
+        s.sendall(b"GET /hello?name=B HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(read_kept_alive(s), (200, b"Hello, B!"))
+        s.settimeout(30)
+        self.assertEqual(s.recv(4096), b"")  # closed silently (no 408) by the agent
 
     def test_slow_body_gets_408(self):
         s = self.connect()

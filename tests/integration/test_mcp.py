@@ -463,6 +463,21 @@ class McpTest(AgentTestCase):
         self.assertEqual(r.status, 404, r)
         stats = self.agent.mgmt("GET", "/v1/stats").json()["mcp"]
         self.assertGreaterEqual(stats["sessions_expired"], 1)
+        # With no request to notice it, the session the loop opened expires too; then the
+        # table is empty (the housekeeping sleeps) and the next session still expires.
+        for _ in range(2):
+            self.assertEqual(self.open_sessions_after_expiry(), 0)
+            self.initialize()
+        self.assertEqual(self.open_sessions_after_expiry(), 0)
+
+    def open_sessions_after_expiry(self):
+        """The number of open sessions once it is 0, or after 30 s."""
+        deadline = time.time() + 30
+        while True:
+            n = self.agent.mgmt("GET", "/v1/stats").json()["mcp"]["sessions"]
+            if n == 0 or time.time() > deadline:
+                return n
+            time.sleep(0.2)
 
     def test_origins(self):
         self.agent.deploy_ok(tools_config())
@@ -662,6 +677,23 @@ class McpTest(AgentTestCase):
         r = self.rpc(call)
         self.assertEqual((r.status, r.headers["content-type"]), (200, "application/json"))
         self.assertEqual(r.json()["result"]["content"][0]["text"], "the slow answer")
+
+    def test_slow_tool_gets_progress_without_sessions(self):
+        # No session keeps the housekeeping awake here: the streamed call itself wakes it.
+        slow = SlowService()
+        self.addCleanup(slow.close)
+        self.agent.deploy_ok(tools_config(tools=["slow"], slow_url=slow.url, mcp={"sessions": False}))
+        call = {"jsonrpc": "2.0", "id": 12, "method": "tools/call",
+                "params": {"name": "slow", "arguments": {}, "_meta": {"progressToken": "tok-2"}}}
+        es = self.stream("POST", body=call)
+        self.assertEqual((es.status, es.headers["content-type"]), (200, "text/event-stream"))
+        kind, first = es.next()
+        self.assertEqual(first["params"]["message"], "slow: started")
+        kind, second = es.next()
+        self.assertEqual((second["params"]["progressToken"], second["params"]["progress"]), ("tok-2", 1))
+        slow.release()
+        ev, seen = es.until(lambda e: e[0] == "message" and "id" in e[1])
+        self.assertEqual(ev[1]["result"]["content"][0]["text"], "the slow answer")
 
     def test_cancelled_streamed_call_gets_no_answer(self):
         slow = SlowService()

@@ -280,6 +280,31 @@ TEST_F(NetServer, IdleKeepAliveConnectionIsClosedSilently) {
   EXPECT_EQ(server_->connections(), 0u);
 }
 
+// A loop with no connection arms no sweep timer; the first connection after a quiet spell
+// must arm it again, or its idle timeout would never fire. Twice: from a fresh server, and
+// after the last connection of a busy spell went away.
+TEST_F(NetServer, IdleKeepAliveConnectionAfterAQuietSpellIsStillClosed) {
+  ServerOptions o;
+  o.idle_timeout = 300ms;
+  start(o);
+  for (int round = 0; round < 2; ++round) {
+    std::this_thread::sleep_for(1s);  // several sweep periods without a connection
+    EXPECT_EQ(server_->connections(), 0u);
+    RawClient c(port_);
+    ASSERT_TRUE(c.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n"));
+    RawResponse r;
+    ASSERT_TRUE(c.read_response(&r));
+    ASSERT_TRUE(c.send("GET /b HTTP/1.1\r\nHost: h\r\n\r\n"));  // kept alive
+    ASSERT_TRUE(c.read_response(&r)) << round;
+    EXPECT_EQ(r.status, 200);
+    std::string extra;
+    EXPECT_TRUE(c.wait_closed(5s, &extra)) << round;
+    EXPECT_EQ(extra, "");
+    for (int i = 0; i < 100 && server_->connections() != 0; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(server_->connections(), 0u);
+  }
+}
+
 TEST_F(NetServer, ClientThatDoesNotReadIsClosedAfterTheWriteTimeout) {
   ServerOptions o;
   o.write_timeout = 300ms;
