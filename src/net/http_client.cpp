@@ -26,7 +26,6 @@
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
 #include <cassert>
 #include <cctype>
 #include <cstring>
@@ -513,11 +512,11 @@ struct CallState : std::enable_shared_from_this<CallState> {
     whole.clear();
     if (streaming) {
       parser->body_limit(boost::none);
-      return read_reply(false, &CallState::on_head_read);
+      return read_reply(Until::head, &CallState::on_head_read);
     }
     parser->body_limit(boost::optional<std::uint64_t>(opt().max_response_bytes));
     parser->grow = &whole;
-    read_reply(true, &CallState::on_head_read);
+    read_reply(Until::end, &CallState::on_head_read);
   }
 
   void on_head_read(boost::system::error_code ec) {
@@ -553,15 +552,32 @@ struct CallState : std::enable_shared_from_this<CallState> {
   }
 
   using Then = void (CallState::*)(boost::system::error_code);
+  /// How far read_reply reads: the head; the whole message (or until the room for its body
+  /// is full); or, for a streamed body, the next piece (some body bytes, or the end).
+  enum class Until : uint8_t { head, end, piece };
 
-  /// Feeds `parser` what the connection's buffer holds, reading more as needed, until the
-  /// head is in (or, with `to_end`, the message or the room for its body), then calls
-  /// `then`: at once when the buffer held enough (an answer often comes in one piece).
-  /// As Beast's read operations do, without their per-read hand-offs.
-  void read_reply(bool to_end, Then then) {
+  bool reached(Until until) const {
+    switch (until) {
+      case Until::head:
+        return parser->is_header_done();
+      case Until::end:
+        return parser->is_done();
+      case Until::piece:
+        return parser->is_done() || parser->body_size < kPiece;
+    }
+    return true;
+  }
+
+  /// The one way replies are read. Feeds `parser` what the connection's buffer holds,
+  /// reading more as needed, until `until` is reached (or the parser stops: an error, or
+  /// need_buffer when the room for the body is full), then calls `then`: at once when the
+  /// buffer held enough (an answer often comes in one piece). As Beast's read operations
+  /// do, without their per-read hand-offs. A read that completes after the call finished (or,
+  /// for Until::piece, after the streamed body was given up) only cleans up.
+  void read_reply(Until until, Then then) {
     boost::system::error_code ec;
     for (;;) {
-      if (to_end ? parser->is_done() : parser->is_header_done()) return (this->*then)(ec);
+      if (reached(until)) return (this->*then)(ec);
       if (conn->buf.size() == 0) break;
       size_t used = parser->put(conn->buf.data(), ec);
       conn->buf.consume(used);
@@ -575,8 +591,9 @@ struct CallState : std::enable_shared_from_this<CallState> {
     auto space = conn->buf.prepare(std::clamp<size_t>(room, 512, 65536));
     with_stream([&](auto& stream) {
       stream.async_read_some(
-          space, [self = shared_from_this(), to_end, then](boost::system::error_code ec, size_t n) {
-            if (self->finished || !self->conn) return self->cleanup();
+          space, [self = shared_from_this(), until, then](boost::system::error_code ec, size_t n) {
+            if ((until == Until::piece ? self->body_over : self->finished) || !self->conn)
+              return self->cleanup();
             self->conn->buf.commit(n);
             if (ec == asio::error::eof) {
               if (!self->parser->got_some())
@@ -586,7 +603,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
               return (self.get()->*then)(ec);
             }
             if (ec) return (self.get()->*then)(ec);
-            self->read_reply(to_end, then);
+            self->read_reply(until, then);
           });
     });
   }
@@ -611,7 +628,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
       whole.resize(size_t(*len));
       parser->body_data = whole.data();
       parser->body_size = whole.size();
-      return read_reply(true, &CallState::on_body_read);
+      return read_reply(Until::end, &CallState::on_body_read);
     }
     // Large or of unknown length: hand out the head and a reader for the rest.
     HttpReply reply = head_reply();
@@ -684,30 +701,22 @@ struct CallState : std::enable_shared_from_this<CallState> {
                        false);
       });
     }
-    read_more();
+    read_reply(Until::piece, &CallState::on_piece_read);
   }
 
-  void read_more() {
-    with_stream([&](auto& stream) {
-      bhttp::async_read_some(
-          stream, conn->buf, *parser,
-          [self = shared_from_this()](boost::system::error_code ec, size_t) {
-            if (self->body_over) return self->cleanup();
-            if (ec == bhttp::error::need_buffer) ec = {};
-            size_t n = kPiece - self->parser->body_size;
-            if (ec)
-              return self->end_body(
-                  self->t.o->where + ": reading the response body failed: " + ec.message(), false);
-            bool end = self->parser->is_done();
-            if (n == 0 && !end) return self->read_more();  // framing only: read on
-            if (self->body_timer) self->body_timer->cancel();
-            auto g = std::move(self->got);
-            self->got = nullptr;
-            std::string piece(self->piece_buf.get(), n);
-            if (end) self->end_body("", self->reusable_after_body());
-            g(std::move(piece), end, std::string());
-          });
-    });
+  void on_piece_read(boost::system::error_code ec) {
+    if (body_over) return cleanup();
+    if (ec == bhttp::error::need_buffer) ec = {};  // the piece is full
+    if (ec)
+      return end_body(t.o->where + ": reading the response body failed: " + ec.message(), false);
+    size_t n = kPiece - parser->body_size;
+    bool end = parser->is_done();
+    if (body_timer) body_timer->cancel();
+    auto g = std::move(got);
+    got = nullptr;
+    std::string piece(piece_buf.get(), n);
+    if (end) end_body("", reusable_after_body());
+    g(std::move(piece), end, std::string());
   }
 
   void retry_or_fail(std::string error, bool connecting, bool nothing_received) {

@@ -577,6 +577,37 @@ TEST_F(NetClient, AnswersArrivingInPiecesOrAfterAnInterimOneAreReadWhole) {
   EXPECT_EQ(s.error, "");
 }
 
+TEST_F(NetClient, StreamedBodiesComeInPiecesAndEndWithAnErrorWhenCutShort) {
+  ScriptedOrigin origin({
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "3\r\n", "abc\r\n", "2\r\nde\r\n",
+       "0\r\n\r\n"},
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", "5\r\nde"},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", "xyz"},
+  });
+  HttpClientPool pool;
+  HttpCall c;
+  c.url = origin.url("/");
+  c.timeout_ms = 5000;
+  Streamed s = call_streaming(pool, c, 10);  // chunk headers arrive alone: read on
+  EXPECT_EQ(s.head.status, 200) << s.head.error;
+  EXPECT_TRUE(s.had_reader);
+  EXPECT_EQ(s.body, "abcde");
+  EXPECT_EQ(s.error, "");
+
+  std::string cut = origin.origin() + ": reading the response body failed: partial message";
+  s = call_streaming(pool, c, 10);
+  EXPECT_EQ(s.head.status, 200) << s.head.error;
+  EXPECT_TRUE(s.had_reader);
+  EXPECT_EQ(s.body.substr(0, 3), "abc");
+  EXPECT_EQ(s.error, cut);
+
+  s = call_streaming(pool, c, 10);
+  EXPECT_EQ(s.head.status, 200) << s.head.error;
+  EXPECT_TRUE(s.had_reader);
+  EXPECT_EQ(s.body, "xyz");
+  EXPECT_EQ(s.error, cut);
+}
+
 // Replies read whole (call) arrive however the origin frames and splits them.
 TEST_F(NetClient, WholeRepliesAreReadHoweverTheyAreFramedAndSplit) {
   ScriptedOrigin origin({
