@@ -26,8 +26,6 @@
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
 #include <cassert>
 #include <cctype>
 #include <cstring>
@@ -71,13 +69,15 @@ bool idempotent(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "TRACE";
 }
 
-// A response parser that collects the status and header lines straight into an HttpReply
-// (no field container in between) and writes the body into a buffer its user provides,
-// as Beast's buffer_body does: `body_data`/`body_size` name the room left; without room
-// the parser stops with need_buffer.
+// The client's one response parser: collects the status and header lines straight into an
+// HttpReply (no field container in between). The body goes either to a string that grows
+// (`grow`, for replies read whole; the parser's body_limit bounds it) or, as Beast's
+// buffer_body does, into a buffer its user provides: `body_data`/`body_size` name the room
+// left; without room the parser stops with need_buffer.
 class ReplyParser final : public bhttp::basic_parser<false> {
  public:
-  HttpReply head;  // status and headers; the body goes to the buffer
+  HttpReply head;  // status and headers; the body goes to `grow` or the buffer
+  std::string* grow = nullptr;
   char* body_data = nullptr;
   size_t body_size = 0;
 
@@ -94,9 +94,16 @@ class ReplyParser final : public bhttp::basic_parser<false> {
                               std::string(value.data(), value.size()));
   }
   void on_header_impl(boost::system::error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>&,
-                         boost::system::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         boost::system::error_code&) override {
+    // The length was checked against the body limit before this.
+    if (grow && length) grow->reserve(size_t(*length));
+  }
   size_t on_body_impl(beast::string_view piece, boost::system::error_code& ec) override {
+    if (grow) {
+      grow->append(piece.data(), piece.size());
+      return piece.size();
+    }
     if (!body_data) {
       ec = bhttp::error::need_buffer;
       return 0;
@@ -173,7 +180,10 @@ struct ClientLoop {
   std::unique_ptr<asio::io_context> owned;  // null when attached
   asio::io_context& ioc;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  // Closes pooled connections idle for ClientOptions::idle_keep: armed for the first one to
+  // expire while any is pooled, so a loop without connections never wakes for it.
   asio::steady_timer sweep{ioc};
+  bool sweep_armed = false;
   std::shared_ptr<PoolGate> gate;  // the pool's, or for an attached loop its own
   std::unordered_map<std::string, std::vector<std::unique_ptr<Conn>>> idle;
   CallState* active = nullptr;  // calls not finished yet (CallState::prev/next)
@@ -186,7 +196,6 @@ struct ClientLoop {
   std::thread thread;
 
   void start() {
-    arm_sweep();
     thread = std::thread([this] {
       t_client_loop_owner = owner;
       for (;;) {
@@ -198,10 +207,19 @@ struct ClientLoop {
       }
     });
   }
+  /// Arms the sweep for the earliest expiry among the pooled connections (none: not armed).
+  /// Only on loops of the pool's own (an attached loop's pool is checked as it is taken).
   void arm_sweep() {
-    sweep.expires_after(std::chrono::seconds(1));
+    if (attached() || stopping) return;
+    auto first = Clock::time_point::max();
+    for (const auto& [key, v] : idle)
+      if (!v.empty()) first = std::min(first, v.front()->idle_since);  // oldest first
+    if (first == Clock::time_point::max()) return;
+    sweep_armed = true;
+    sweep.expires_at(first + sh.opt.idle_keep);
     sweep.async_wait([this](const boost::system::error_code& ec) {
       if (ec || stopping) return;
+      sweep_armed = false;
       auto now = Clock::now();
       for (auto it = idle.begin(); it != idle.end();) {
         auto& v = it->second;
@@ -219,6 +237,7 @@ struct ClientLoop {
     if (v.size() >= sh.opt.max_idle_per_origin) return;
     c->idle_since = Clock::now();
     v.push_back(std::move(c));
+    if (!sweep_armed) arm_sweep();
   }
   std::unique_ptr<Conn> take(const std::string& key) {
     auto it = idle.find(key);
@@ -270,7 +289,8 @@ struct CallState : std::enable_shared_from_this<CallState> {
   CallState* next = nullptr;
   bool listed = false;
   std::unique_ptr<Conn> conn;
-  std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+  std::optional<ReplyParser> parser;
+  std::string whole;  // the body of a reply read whole
 
   // call_streaming: the head is read first; the body whole into `whole` when it is small,
   // else piece by piece through a BodyReader.
@@ -278,8 +298,6 @@ struct CallState : std::enable_shared_from_this<CallState> {
   size_t buffer_up_to = 0;
   std::function<void(HttpReply, std::shared_ptr<BodyReader>)> stream_done;
   std::shared_ptr<PoolGate> gate;
-  std::optional<ReplyParser> sparser;
-  std::string whole;
   std::unique_ptr<char[]> piece_buf;
   BodyReader::Got got;
   bool body_over = false;  // the streamed body ended, failed or was given up
@@ -485,31 +503,46 @@ struct CallState : std::enable_shared_from_this<CallState> {
       f(*conn->plain);
   }
 
-  void receive_streaming() {
-    sparser.emplace();
-    sparser->body_limit(boost::none);
-    sparser->header_limit(kMaxResponseHeader);
-    if (call.method == "HEAD") sparser->skip(true);
-    read_reply(false, &CallState::on_head_read);
+  /// Reads the reply: the head, and the body with it unless the call streams (call_streaming
+  /// reads the body after looking at the head). Skips interim (1xx) replies.
+  void receive() {
+    parser.emplace();
+    parser->header_limit(kMaxResponseHeader);
+    if (call.method == "HEAD") parser->skip(true);
+    whole.clear();
+    if (streaming) {
+      parser->body_limit(boost::none);
+      return read_reply(Until::head, &CallState::on_head_read);
+    }
+    parser->body_limit(boost::optional<std::uint64_t>(opt().max_response_bytes));
+    parser->grow = &whole;
+    read_reply(Until::end, &CallState::on_head_read);
   }
 
   void on_head_read(boost::system::error_code ec) {
     if (finished) return cleanup();
+    if (ec == bhttp::error::body_limit)
+      return fail(t.o->where + ": the response is larger than " +
+                  std::to_string(opt().max_response_bytes) + " bytes");
     if (ec) {
-      bool nothing = !sparser->got_some();
+      bool nothing = !parser->got_some();
       std::string what = nothing ? ": the connection closed before a response: "
                                  : ": reading the response failed: ";
       return retry_or_fail(t.o->where + what + ec.message(), false, nothing);
     }
-    if (interim(unsigned(sparser->head.status)))
-      return receive_streaming();  // 100 Continue, 103 Early Hints: the final one follows
-    on_stream_head();
+    if (interim(unsigned(parser->head.status)))
+      return receive();  // 100 Continue, 103 Early Hints: the final one follows
+    if (streaming) return on_stream_head();
+    HttpReply reply = head_reply();
+    reply.body = std::move(whole);
+    if (reusable_after_body()) loop->give_back(std::move(conn));
+    finish(std::move(reply));
   }
 
   void on_body_read(boost::system::error_code ec) {
     if (finished) return cleanup();
     if (ec == bhttp::error::need_buffer) ec = {};
-    if (ec || !sparser->is_done())
+    if (ec || !parser->is_done())
       return fail(t.o->where +
                   ": reading the response failed: " + (ec ? ec.message() : "body too long"));
     HttpReply reply = head_reply();
@@ -519,17 +552,34 @@ struct CallState : std::enable_shared_from_this<CallState> {
   }
 
   using Then = void (CallState::*)(boost::system::error_code);
+  /// How far read_reply reads: the head; the whole message (or until the room for its body
+  /// is full); or, for a streamed body, the next piece (some body bytes, or the end).
+  enum class Until : uint8_t { head, end, piece };
 
-  /// Feeds `sparser` what the connection's buffer holds, reading more as needed, until the
-  /// head is in (or, with `to_end`, the message or the room for its body), then calls
-  /// `then`: at once when the buffer held enough (an answer often comes in one piece).
-  /// As Beast's read operations do, without their per-read hand-offs.
-  void read_reply(bool to_end, Then then) {
+  bool reached(Until until) const {
+    switch (until) {
+      case Until::head:
+        return parser->is_header_done();
+      case Until::end:
+        return parser->is_done();
+      case Until::piece:
+        return parser->is_done() || parser->body_size < kPiece;
+    }
+    return true;
+  }
+
+  /// The one way replies are read. Feeds `parser` what the connection's buffer holds,
+  /// reading more as needed, until `until` is reached (or the parser stops: an error, or
+  /// need_buffer when the room for the body is full), then calls `then`: at once when the
+  /// buffer held enough (an answer often comes in one piece). As Beast's read operations
+  /// do, without their per-read hand-offs. A read that completes after the call finished (or,
+  /// for Until::piece, after the streamed body was given up) only cleans up.
+  void read_reply(Until until, Then then) {
     boost::system::error_code ec;
     for (;;) {
-      if (to_end ? sparser->is_done() : sparser->is_header_done()) return (this->*then)(ec);
+      if (reached(until)) return (this->*then)(ec);
       if (conn->buf.size() == 0) break;
-      size_t used = sparser->put(conn->buf.data(), ec);
+      size_t used = parser->put(conn->buf.data(), ec);
       conn->buf.consume(used);
       if (ec == bhttp::error::need_more) {
         ec = {};
@@ -541,43 +591,44 @@ struct CallState : std::enable_shared_from_this<CallState> {
     auto space = conn->buf.prepare(std::clamp<size_t>(room, 512, 65536));
     with_stream([&](auto& stream) {
       stream.async_read_some(
-          space, [self = shared_from_this(), to_end, then](boost::system::error_code ec, size_t n) {
-            if (self->finished || !self->conn) return self->cleanup();
+          space, [self = shared_from_this(), until, then](boost::system::error_code ec, size_t n) {
+            if ((until == Until::piece ? self->body_over : self->finished) || !self->conn)
+              return self->cleanup();
             self->conn->buf.commit(n);
             if (ec == asio::error::eof) {
-              if (!self->sparser->got_some())
+              if (!self->parser->got_some())
                 return (self.get()->*then)(bhttp::error::end_of_stream);
               ec = {};
-              self->sparser->put_eof(ec);  // a body delimited by the close
+              self->parser->put_eof(ec);  // a body delimited by the close
               return (self.get()->*then)(ec);
             }
             if (ec) return (self.get()->*then)(ec);
-            self->read_reply(to_end, then);
+            self->read_reply(until, then);
           });
     });
   }
 
-  HttpReply head_reply() { return std::move(sparser->head); }
+  HttpReply head_reply() { return std::move(parser->head); }
 
   bool reusable_after_body() {
-    bool reusable = sparser->keep_alive() && conn && conn->buf.size() == 0 && sparser->is_done();
+    bool reusable = parser->keep_alive() && conn && conn->buf.size() == 0 && parser->is_done();
     for (const auto& [name, value] : call.headers)
       if (iequals(name, "connection") && iequals(value, "close")) reusable = false;
     return reusable;
   }
 
   void on_stream_head() {
-    if (sparser->is_done()) {  // no body (HEAD, 204, 304, Content-Length: 0)
+    if (parser->is_done()) {  // no body (HEAD, 204, 304, Content-Length: 0)
       HttpReply reply = head_reply();
       if (reusable_after_body()) loop->give_back(std::move(conn));
       return finish(std::move(reply));
     }
-    auto len = sparser->content_length();
+    auto len = parser->content_length();
     if (len && *len <= buffer_up_to) {
       whole.resize(size_t(*len));
-      sparser->body_data = whole.data();
-      sparser->body_size = whole.size();
-      return read_reply(true, &CallState::on_body_read);
+      parser->body_data = whole.data();
+      parser->body_size = whole.size();
+      return read_reply(Until::end, &CallState::on_body_read);
     }
     // Large or of unknown length: hand out the head and a reader for the rest.
     HttpReply reply = head_reply();
@@ -638,8 +689,8 @@ struct CallState : std::enable_shared_from_this<CallState> {
     }
     got = std::move(g);
     if (!piece_buf) piece_buf = std::make_unique_for_overwrite<char[]>(kPiece);
-    sparser->body_data = piece_buf.get();
-    sparser->body_size = kPiece;
+    parser->body_data = piece_buf.get();
+    parser->body_size = kPiece;
     if (call.timeout_ms > 0) {
       if (!body_timer) body_timer.emplace(loop->ioc);
       body_timer->expires_after(std::chrono::milliseconds(call.timeout_ms));
@@ -650,55 +701,22 @@ struct CallState : std::enable_shared_from_this<CallState> {
                        false);
       });
     }
-    read_more();
+    read_reply(Until::piece, &CallState::on_piece_read);
   }
 
-  void read_more() {
-    with_stream([&](auto& stream) {
-      bhttp::async_read_some(
-          stream, conn->buf, *sparser,
-          [self = shared_from_this()](boost::system::error_code ec, size_t) {
-            if (self->body_over) return self->cleanup();
-            if (ec == bhttp::error::need_buffer) ec = {};
-            size_t n = kPiece - self->sparser->body_size;
-            if (ec)
-              return self->end_body(
-                  self->t.o->where + ": reading the response body failed: " + ec.message(), false);
-            bool end = self->sparser->is_done();
-            if (n == 0 && !end) return self->read_more();  // framing only: read on
-            if (self->body_timer) self->body_timer->cancel();
-            auto g = std::move(self->got);
-            self->got = nullptr;
-            std::string piece(self->piece_buf.get(), n);
-            if (end) self->end_body("", self->reusable_after_body());
-            g(std::move(piece), end, std::string());
-          });
-    });
-  }
-
-  void receive() {
-    if (streaming) return receive_streaming();
-    parser.emplace();
-    parser->body_limit(boost::optional<std::uint64_t>(opt().max_response_bytes));
-    parser->header_limit(kMaxResponseHeader);
-    if (call.method == "HEAD") parser->skip(true);
-    auto handler = [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
-      if (self->finished) return self->cleanup();
-      if (ec == bhttp::error::body_limit)
-        return self->fail(self->t.o->where + ": the response is larger than " +
-                          std::to_string(self->opt().max_response_bytes) + " bytes");
-      if (ec) {
-        bool nothing = !self->parser->got_some();
-        std::string what = nothing ? ": the connection closed before a response: "
-                                   : ": reading the response failed: ";
-        return self->retry_or_fail(self->t.o->where + what + ec.message(), false, nothing);
-      }
-      self->complete();
-    };
-    if (conn->tls)
-      bhttp::async_read(*conn->tls, conn->buf, *parser, std::move(handler));
-    else
-      bhttp::async_read(*conn->plain, conn->buf, *parser, std::move(handler));
+  void on_piece_read(boost::system::error_code ec) {
+    if (body_over) return cleanup();
+    if (ec == bhttp::error::need_buffer) ec = {};  // the piece is full
+    if (ec)
+      return end_body(t.o->where + ": reading the response body failed: " + ec.message(), false);
+    size_t n = kPiece - parser->body_size;
+    bool end = parser->is_done();
+    if (body_timer) body_timer->cancel();
+    auto g = std::move(got);
+    got = nullptr;
+    std::string piece(piece_buf.get(), n);
+    if (end) end_body("", reusable_after_body());
+    g(std::move(piece), end, std::string());
   }
 
   void retry_or_fail(std::string error, bool connecting, bool nothing_received) {
@@ -716,22 +734,6 @@ struct CallState : std::enable_shared_from_this<CallState> {
 
   /// An interim (1xx) response, which a final one follows on the same connection.
   static bool interim(unsigned status) { return status >= 100 && status < 200 && status != 101; }
-
-  void complete() {
-    auto& res = parser->get();
-    if (interim(res.result_int())) return receive();
-    HttpReply reply;
-    reply.status = int(res.result_int());
-    for (const auto& f : res.base())
-      reply.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
-    reply.body = std::move(res.body());
-    bool reusable = res.keep_alive() && conn->buf.size() == 0 && parser->is_done();
-    for (const auto& [name, value] : call.headers)
-      if (iequals(name, "connection") && iequals(value, "close")) reusable = false;
-    parser.reset();
-    if (reusable) loop->give_back(std::move(conn));
-    finish(std::move(reply));
-  }
 
   void on_deadline() {
     if (finished) return;

@@ -268,6 +268,27 @@ TEST_F(NetClient, PoolReusesConnections) {
   EXPECT_LE(server_->accepted(), 9u);
 }
 
+// Waits (a while) until the server holds `n` connections.
+bool server_holds(const HttpServer& server, size_t n) {
+  for (int i = 0; i < 500 && server.connections() != n; ++i) std::this_thread::sleep_for(10ms);
+  return server.connections() == n;
+}
+
+TEST_F(NetClient, PooledConnectionsIdleLongerThanIdleKeepAreClosed) {
+  start();
+  ClientOptions o;
+  o.idle_keep = 300ms;
+  HttpClientPool pool(o);
+  HttpCall c;
+  c.url = base_ + "/";
+  // Twice: the loop is without connections in between, and closes the next one again.
+  for (int round = 1; round <= 2; ++round) {
+    ASSERT_EQ(pool.call(c).status, 200) << round;
+    EXPECT_EQ(server_->accepted(), uint64_t(round));
+    EXPECT_TRUE(server_holds(*server_, 0)) << round << ": " << server_->connections();
+  }
+}
+
 TEST_F(NetClient, CredentialsInTheUrlBecomeBasicAuthAndNeverAppearInErrors) {
   start();
   HttpClientPool pool;
@@ -489,6 +510,7 @@ class ScriptedOrigin {
       for (const auto& pieces : replies) {
         int c = ::accept(fd_, nullptr, nullptr);
         if (c < 0) return;
+        accepted_++;
         char buf[4096];
         std::string request;
         while (request.find("\r\n\r\n") == std::string::npos) {
@@ -512,8 +534,12 @@ class ScriptedOrigin {
   std::string url(std::string_view path) const {
     return cat("http://127.0.0.1:", std::to_string(port_), path);
   }
+  std::string origin() const { return cat("http://127.0.0.1:", std::to_string(port_)); }
+  /// Connections accepted so far.
+  int accepted() const { return accepted_.load(); }
 
  private:
+  std::atomic<int> accepted_{0};
   int fd_ = -1;
   uint16_t port_ = 0;
   std::thread thread_;
@@ -549,6 +575,172 @@ TEST_F(NetClient, AnswersArrivingInPiecesOrAfterAnInterimOneAreReadWhole) {
   EXPECT_TRUE(s.had_reader);
   EXPECT_EQ(s.body, "until the close");
   EXPECT_EQ(s.error, "");
+}
+
+TEST_F(NetClient, StreamedBodiesComeInPiecesAndEndWithAnErrorWhenCutShort) {
+  ScriptedOrigin origin({
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "3\r\n", "abc\r\n", "2\r\nde\r\n",
+       "0\r\n\r\n"},
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", "5\r\nde"},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", "xyz"},
+  });
+  HttpClientPool pool;
+  HttpCall c;
+  c.url = origin.url("/");
+  c.timeout_ms = 5000;
+  Streamed s = call_streaming(pool, c, 10);  // chunk headers arrive alone: read on
+  EXPECT_EQ(s.head.status, 200) << s.head.error;
+  EXPECT_TRUE(s.had_reader);
+  EXPECT_EQ(s.body, "abcde");
+  EXPECT_EQ(s.error, "");
+
+  std::string cut = origin.origin() + ": reading the response body failed: partial message";
+  s = call_streaming(pool, c, 10);
+  EXPECT_EQ(s.head.status, 200) << s.head.error;
+  EXPECT_TRUE(s.had_reader);
+  EXPECT_EQ(s.body.substr(0, 3), "abc");
+  EXPECT_EQ(s.error, cut);
+
+  s = call_streaming(pool, c, 10);
+  EXPECT_EQ(s.head.status, 200) << s.head.error;
+  EXPECT_TRUE(s.had_reader);
+  EXPECT_EQ(s.body, "xyz");
+  EXPECT_EQ(s.error, cut);
+}
+
+// Replies read whole (call) arrive however the origin frames and splits them.
+TEST_F(NetClient, WholeRepliesAreReadHoweverTheyAreFramedAndSplit) {
+  ScriptedOrigin origin({
+      {"HTTP/1.1 200 OK\r\nContent-", "Length: 5\r\nX-A: 1\r\n", "\r\nhe", "llo"},
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", "lo\r\n6\r\n worl",
+       "d\r\n0\r\nX-Trailer: t\r\n\r\n"},
+      {"HTTP/1.1 200 OK\r\nX-B: 2\r\n\r\nuntil ", "the close"},
+      {"HTTP/1.1 100 Continue\r\n\r\n", "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-C: 3\r\n\r\n"},  // to a HEAD
+      {"HTTP/1.1 204 No Content\r\nX-D: 4\r\n\r\n"},
+      {"HTTP/1.1 304 Not Modified\r\nContent-Length: 20\r\n\r\n"},
+  });
+  ClientOptions o;
+  o.check_idle_after = 0ms;  // the origin closes each connection: always check before reuse
+  HttpClientPool pool(o);
+  HttpCall c;
+  c.url = origin.url("/");
+  c.timeout_ms = 5000;
+  HttpReply r = pool.call(c);  // in pieces, the head split mid-line
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(header_of(r, "x-a"), "1");
+  EXPECT_EQ(r.body, "hello");
+
+  r = pool.call(c);  // chunked, with a trailer, chunks split across reads
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "hello world");
+  EXPECT_EQ(header_of(r, "x-trailer"), "t");
+
+  r = pool.call(c);  // delimited by the close
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(header_of(r, "x-b"), "2");
+  EXPECT_EQ(r.body, "until the close");
+
+  r = pool.call(c);  // the interim answer is skipped
+  EXPECT_EQ(r.status, 201) << r.error;
+  EXPECT_EQ(r.body, "ok");
+
+  HttpCall head = c;
+  head.method = "HEAD";
+  r = pool.call(head);  // a Content-Length but no body
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(header_of(r, "x-c"), "3");
+  EXPECT_EQ(header_of(r, "content-length"), "5");
+  EXPECT_EQ(r.body, "");
+
+  r = pool.call(c);
+  EXPECT_EQ(r.status, 204) << r.error;
+  EXPECT_EQ(header_of(r, "x-d"), "4");
+  EXPECT_EQ(r.body, "");
+
+  r = pool.call(c);
+  EXPECT_EQ(r.status, 304) << r.error;
+  EXPECT_EQ(r.body, "");
+  EXPECT_EQ(origin.accepted(), 7);
+}
+
+TEST_F(NetClient, WholeRepliesOverTheLimitOrCutShortAreClearErrors) {
+  ScriptedOrigin origin({
+      {"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n123456789"},
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n",
+       "4\r\n6789\r\n0\r\n\r\n"},
+      {"HTTP/1.1 200 OK\r\n\r\n12345", "6789"},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n12345678"},  // just within
+      {"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n123"},       // closed before the end
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12"},
+  });
+  ClientOptions o;
+  o.max_response_bytes = 8;
+  HttpClientPool pool(o);
+  HttpCall c;
+  c.url = origin.url("/");
+  c.timeout_ms = 5000;
+  std::string too_large = origin.origin() + ": the response is larger than 8 bytes";
+  for (const char* framing : {"content-length", "chunked", "close"}) {
+    HttpReply r = pool.call(c);
+    EXPECT_EQ(r.status, 0) << framing;
+    EXPECT_FALSE(r.timed_out) << framing;
+    EXPECT_EQ(r.error, too_large) << framing;
+    EXPECT_EQ(r.body, "") << framing;
+  }
+  HttpReply r = pool.call(c);
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "12345678");
+
+  std::string cut = origin.origin() + ": reading the response failed: partial message";
+  r = pool.call(c);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.error, cut);
+  r = pool.call(c);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.error, cut);
+  EXPECT_EQ(origin.accepted(), 6);
+}
+
+TEST_F(NetClient, WholeRepliesKeepTheirConnectionOnlyWhenItStaysOpen) {
+  // Each connection is closed by the origin after its reply. One with a length looks
+  // reusable: an idempotent call finds it dead and is retried on a fresh connection, a POST
+  // is not. One delimited by the close is never pooled: the POST after it goes on a fresh
+  // connection.
+  ScriptedOrigin origin({
+      {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo"},
+      {"HTTP/1.1 200 OK\r\n\r\nthree"},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfour"},
+  });
+  ClientOptions o;
+  o.check_idle_before_reuse = false;  // find the dead connection by failing on it
+  HttpClientPool pool(o);
+  HttpCall get;
+  get.url = origin.url("/");
+  get.timeout_ms = 5000;
+  HttpCall post = get;
+  post.method = "POST";
+  HttpReply r = pool.call(get);
+  EXPECT_EQ(r.body, "one") << r.error;
+  std::this_thread::sleep_for(200ms);  // the origin closes that connection
+  r = pool.call(get);                  // on the pooled one, which is dead: retried
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "two");
+  EXPECT_EQ(origin.accepted(), 2);
+
+  std::this_thread::sleep_for(200ms);
+  r = pool.call(post);  // on the pooled dead one: not retried
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.error.rfind(origin.origin() + ": the connection closed before a response: ", 0), 0u)
+      << r.error;
+
+  r = pool.call(get);
+  EXPECT_EQ(r.body, "three") << r.error;
+  r = pool.call(post);
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "four");
+  EXPECT_EQ(origin.accepted(), 4);
 }
 
 TEST_F(NetClient, ShortTimeoutsAreNotHeldBackByLongerOnesOnTheSameLoop) {
