@@ -6,6 +6,11 @@
 // loop's one deadline timer, armed for the earliest deadline, times calls out; a timeout
 // closes the connection, and the handler that then completes with an error finds the call
 // finished and only cleans up.
+//
+// Every reply is read the same way (CallState::read_reply): what the connection's buffer
+// holds is fed to a ReplyParser, and more is read only when it needs more. A whole reply's
+// body grows in a string up to max_response_bytes; a streamed one goes into the caller's
+// buffer (the small whole body of call_streaming) or into 64 KiB pieces.
 #include "net/http_client.h"
 
 #include <openssl/ssl.h>
@@ -23,9 +28,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/parser.hpp>
 #include <cassert>
 #include <cctype>
 #include <cstring>
