@@ -85,15 +85,23 @@ class Variables {
   void erase(uint32_t slot);
   void erase(std::string_view name);
 
-  /// Visits every set variable as (name, value), slots first in slot order.
-  template <typename F>
-  void for_each(F&& f) {
+  /// Visits every set variable whose name `want(name)` accepts, as (name, value), slots
+  /// first in slot order. A lazily computed one (HEADERS, BODY, COOKIES) is computed only
+  /// when its name is accepted.
+  template <typename Want, typename F>
+  void for_each(Want&& want, F&& f) {
     for (uint32_t i = 0; i < values_.size(); ++i)
-      if (set_[i] || (i < kWellKnownCount && lazy_pending_[i])) {
+      if ((set_[i] || (i < kWellKnownCount && lazy_pending_[i])) && want(symbols_->name(i))) {
         const Value& v = get(i);
         if (set_[i]) f(symbols_->name(i), v);
       }
-    for (auto& [k, v] : extra_) f(k, v);
+    for (auto& [k, v] : extra_)
+      if (want(std::string_view(k))) f(k, v);
+  }
+  /// Visits every set variable (the lazily computed ones computed).
+  template <typename F>
+  void for_each(F&& f) {
+    for_each([](std::string_view) { return true; }, f);
   }
 
   /// Registers the provider of lazily computed well-known variables.

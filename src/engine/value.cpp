@@ -295,6 +295,15 @@ size_t utf8_sequence(std::string_view s, size_t i) {
 
 // Writes `s` as a JSON string. Bytes that are not valid UTF-8 become U+FFFD so the output
 // is always valid JSON.
+/// Bytes a JSON string holds as they are: printable ASCII but the quote and the backslash.
+struct JsonPlainTable {
+  bool at[256] = {};
+  constexpr JsonPlainTable() {
+    for (int c = 0x20; c < 0x80; ++c) at[c] = c != '"' && c != '\\';
+  }
+};
+constexpr JsonPlainTable kJsonPlain;
+
 void append_json_string(std::string& out, std::string_view s) {
   static const char kHex[] = "0123456789abcdef";
   out.reserve(out.size() + s.size() + 2);
@@ -302,13 +311,9 @@ void append_json_string(std::string& out, std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
     unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+    if (kJsonPlain.at[c]) {
       size_t j = i + 1;
-      while (j < s.size()) {
-        unsigned char d = static_cast<unsigned char>(s[j]);
-        if (d < 0x20 || d >= 0x80 || d == '"' || d == '\\') break;
-        ++j;
-      }
+      while (j < s.size() && kJsonPlain.at[static_cast<unsigned char>(s[j])]) ++j;
       out.append(s.data() + i, j - i);
       i = j;
       continue;

@@ -301,6 +301,7 @@ class JsonBuildRule : public Rule {
     Value scratch;
     const Value& v = value_.eval(ctx, scratch);
     std::string out;
+    out.reserve(256);  // most answers fit: one allocation instead of a few regrowths
     append_json(out, v);
     ctx.vars.set(output_.slot(), Value(std::move(out)));
     return 0;

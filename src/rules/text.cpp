@@ -403,10 +403,11 @@ class AttributeLister final : public Rule {
     std::string pbuf;
     std::string_view prefix = eval_text(prefix_, ctx, ps, pbuf);
     std::vector<std::pair<std::string, Value>> found;
-    ctx.vars.for_each([&](std::string_view name, const Value& v) {
-      if (name.substr(0, prefix.size()) == prefix && name != output_name_)
-        found.emplace_back(std::string(name), v);
-    });
+    ctx.vars.for_each(
+        [&](std::string_view name) {
+          return name.substr(0, prefix.size()) == prefix && name != output_name_;
+        },
+        [&](std::string_view name, const Value& v) { found.emplace_back(std::string(name), v); });
     std::sort(found.begin(), found.end(),
               [](const auto& a, const auto& b) { return a.first < b.first; });
     if (format == ListFormat::Text) {

@@ -573,6 +573,24 @@ TEST(TextAttributeLister, EverythingWithoutAPrefixButItself) {
   EXPECT_EQ(all.as_map().find("ATTRIBUTES"), nullptr);
 }
 
+TEST(TextAttributeLister, RequestVariablesComputedOnDemandAreListedWhenTheyMatch) {
+  // HEADERS, BODY and COOKIES are built on first read: a prefix that takes them in lists
+  // them; one that does not leaves them out (and unbuilt).
+  auto h = lister(R"({"prefix": "HEAD"})");
+  ASSERT_TRUE(h.ok()) << h.errors();
+  auto r = h.request("GET /x", {"X-Trace: abc"});
+  const Value& all = r.var("ATTRIBUTES");
+  ASSERT_TRUE(all.is_map());
+  ASSERT_NE(all.as_map().find("HEADERS"), nullptr);
+  ASSERT_TRUE(all.as_map().find("HEADERS")->is_map());
+  EXPECT_EQ(all.as_map().find("HEADERS")->as_map().find("x-trace")->to_text(), "abc");
+  EXPECT_EQ(all.as_map().size(), 1u);
+
+  auto users = lister(R"({"prefix": "USER_"})");
+  auto u = users.request("GET /x", {"X-Trace: abc"});
+  EXPECT_EQ(to_json(u.var("ATTRIBUTES")), R"({"USER_ID":7,"USER_NAME":"Ann"})");
+}
+
 TEST(TextAttributeLister, UnknownFormatIsReported) {
   auto h = lister(R"({"format": "xml"})");
   expect_error(h, {"node l", "format", "'xml'"});
