@@ -89,6 +89,9 @@ class Param {
   Value value(ExecContext& ctx) const;
   /// Appends the text form.
   void render(ExecContext& ctx, std::string& out) const;
+  /// Appends the value as JSON: what append_json(out, value(ctx)) appends, written
+  /// member by member for a JSON list or map parameter without building it first.
+  void append_json(ExecContext& ctx, std::string& out) const;
   std::string text(ExecContext& ctx) const;
   /// Typed reads that throw EvalError naming the parameter when the value has another type.
   double number(ExecContext& ctx) const;

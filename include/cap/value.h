@@ -143,6 +143,8 @@ struct JsonLimits {
 };
 Value json_parse(std::string_view text, std::string* error, const JsonLimits& limits = {});
 void append_json(std::string& out, const Value& v);
+/// Appends `s` as a JSON string (quoted, escaped; invalid UTF-8 becomes U+FFFD).
+void append_json_string(std::string& out, std::string_view s);
 std::string to_json(const Value& v);
 
 }  // namespace cap

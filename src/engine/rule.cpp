@@ -100,6 +100,27 @@ const Value& Param::eval(ExecContext& ctx, Value& scratch) const {
   return constant_;
 }
 
+void Param::append_json(ExecContext& ctx, std::string& out) const {
+  if (kind_ != Kind::CompositeList && kind_ != Kind::CompositeMap) {
+    Value scratch;
+    cap::append_json(out, eval(ctx, scratch));
+    return;
+  }
+  const bool list = kind_ == Kind::CompositeList;
+  out += list ? '[' : '{';
+  bool first = true;
+  for (const auto& [k, m] : members_) {
+    if (!first) out += ',';
+    first = false;
+    if (!list) {
+      append_json_string(out, k);
+      out += ':';
+    }
+    m.append_json(ctx, out);
+  }
+  out += list ? ']' : '}';
+}
+
 Value Param::value(ExecContext& ctx) const {
   Value scratch;
   const Value& v = eval(ctx, scratch);

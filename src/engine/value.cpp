@@ -295,6 +295,9 @@ size_t utf8_sequence(std::string_view s, size_t i) {
 
 // Writes `s` as a JSON string. Bytes that are not valid UTF-8 become U+FFFD so the output
 // is always valid JSON.
+}  // namespace
+
+namespace {
 /// Bytes a JSON string holds as they are: printable ASCII but the quote and the backslash.
 struct JsonPlainTable {
   bool at[256] = {};
@@ -303,6 +306,7 @@ struct JsonPlainTable {
   }
 };
 constexpr JsonPlainTable kJsonPlain;
+}  // namespace
 
 void append_json_string(std::string& out, std::string_view s) {
   static const char kHex[] = "0123456789abcdef";
@@ -368,8 +372,6 @@ void append_json_string(std::string& out, std::string_view s) {
   }
   out += '"';
 }
-
-}  // namespace
 
 void append_json(std::string& out, const Value& v) {
   switch (v.type()) {

@@ -298,11 +298,9 @@ class JsonBuildRule : public Rule {
   explicit JsonBuildRule(const Params& p) : value_(p["value"]), output_(p["output"]) {}
 
   int execute(ExecContext& ctx) const override {
-    Value scratch;
-    const Value& v = value_.eval(ctx, scratch);
     std::string out;
     out.reserve(256);  // most answers fit: one allocation instead of a few regrowths
-    append_json(out, v);
+    value_.append_json(ctx, out);
     ctx.vars.set(output_.slot(), Value(std::move(out)));
     return 0;
   }

@@ -216,6 +216,19 @@ TEST(DataJsonBuild, BuildsJsonKeepingSingleExpressionsTyped) {
   EXPECT_EQ(r.response.body, r.var("OUT").to_text());  // `next` ran the respond node
 }
 
+TEST(DataJsonBuild, WritesMembersInTheirOrderWithEmptyAndNestedShapes) {
+  auto h = Harness::rules(R"J({
+    "b": {"rule": "JsonBuild",
+          "with": {"value": {"z": 1, "a": [], "m": {}, "x": "${x}",
+                             "l": ["${x}", {"k": "${number(x)}", "t": "a\"b\\c\n"}],
+                             "whole": "${QUERY}"},
+                   "output": "OUT"}}})J",
+                          "b");
+  ASSERT_TRUE(h.ok()) << h.errors();
+  EXPECT_EQ(h.request("GET /x?x=5").var("OUT").to_text(),
+            R"({"z":1,"a":[],"m":{},"x":"5","l":["5",{"k":5,"t":"a\"b\\c\n"}],"whole":"x=5"})");
+}
+
 TEST(DataJsonBuild, AConstantScalarBecomesJsonText) {
   auto h = Harness::rules(
       R"J({"b": {"rule": "JsonBuild", "with": {"value": "say \"hi\"", "output": "OUT"}}})J", "b");
