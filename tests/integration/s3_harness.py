@@ -85,6 +85,44 @@ def stop_process(proc, timeout=10):
             proc.wait()
 
 
+def start_moto_server(command, output, env=None):
+    """Starts moto_server (`command`: the program and any arguments before the address
+    options) on 127.0.0.1 at a port it picks, without moto's initial unauthenticated calls.
+    Its output lines go to the list `output`. Returns (process, endpoint URL); raises
+    AssertionError with the output when it has not started within 30 s."""
+    env = dict(env or os.environ)
+    env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
+    proc = subprocess.Popen(command + ["-H", "127.0.0.1", "-p", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    found = threading.Event()
+    endpoint = []
+
+    def read():
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace")
+            output.append(line)
+            m = re.search(r"Running on (http://127\.0\.0\.1:\d+)", line)
+            if m and not found.is_set():
+                endpoint.append(m.group(1))
+                found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not found.wait(30):
+        stop_process(proc)
+        raise AssertionError("moto_server did not start:\n" + "".join(output))
+    return proc, endpoint[0]
+
+
+def moto_api(endpoint, path, data):
+    """POSTs `data` (bytes) to one of moto_server's own /moto-api endpoints. (text/plain: a
+    form content type would hide the body from moto.)"""
+    req = urllib.request.Request(endpoint + path, data=data, method="POST",
+                                 headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        if not 200 <= r.status < 300:
+            raise AssertionError(f"moto_server answered {r.status} to {path}")
+
+
 class S3Server:
     def __init__(self):
         self.proc = None
@@ -102,25 +140,7 @@ class S3Server:
 
     def start(self):
         run_under_moto_python_if_needed()
-        env = dict(os.environ)
-        env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
-        self.proc = subprocess.Popen([moto_server_path(), "-H", "127.0.0.1", "-p", "0"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        found = threading.Event()
-
-        def read():
-            for raw in self.proc.stdout:
-                line = raw.decode("utf-8", "replace")
-                self._output.append(line)
-                m = re.search(r"Running on (http://127\.0\.0\.1:\d+)", line)
-                if m and not found.is_set():
-                    self.endpoint = m.group(1)
-                    found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not found.wait(30):
-            self.stop()
-            raise AssertionError("moto_server did not start:\n" + "".join(self._output))
+        self.proc, self.endpoint = start_moto_server([moto_server_path()], self._output)
         self._setup()
         return self
 
@@ -147,11 +167,7 @@ class S3Server:
             Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
         # From here on every request must be signed by a known key and allowed by policy.
         # (text/plain: a form content type would hide the body from moto.)
-        req = urllib.request.Request(self.endpoint + "/moto-api/reset-auth", data=b"0",
-                                     method="POST", headers={"Content-Type": "text/plain"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            if r.status != 200:
-                raise AssertionError("moto_server refused to turn authentication on")
+        moto_api(self.endpoint, "/moto-api/reset-auth", b"0")
 
     def stop(self):
         stop_process(self.proc)

@@ -20,7 +20,6 @@ import os
 import secrets
 import socket
 import socketserver
-import subprocess
 import tempfile
 import threading
 import time
@@ -31,8 +30,8 @@ import urllib.request
 from agent_harness import (Agent, closed_port, configuration, hello_config, http_request,
                            ruleset)
 from console_harness import Console
-from s3_harness import (_moto_python, moto_server_path, run_under_moto_python_if_needed,
-                        stop_process)
+from s3_harness import (_moto_python, moto_api, moto_server_path,
+                        run_under_moto_python_if_needed, start_moto_server, stop_process)
 from test_api_spec import check_operation, load
 
 REGION = "eu-west-1"
@@ -90,25 +89,10 @@ class EcsStack:
 
     def start(self):
         python = _moto_python() or "python3"
-        env = dict(os.environ, CAP_TEST_TASK_NET=self.net)
-        env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
         moto_server_path()  # a clear failure when moto is not installed
-        self.proc = subprocess.Popen([python, "-c", MOTO_WRAPPER, "-H", "127.0.0.1", "-p", "0"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        found = threading.Event()
-
-        def read():
-            for raw in self.proc.stdout:
-                line = raw.decode("utf-8", "replace")
-                self.output.append(line)
-                if "Running on http://127.0.0.1:" in line and not found.is_set():
-                    self.endpoint = line.split("Running on ")[1].split()[0]
-                    found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not found.wait(30):
-            self.stop()
-            raise AssertionError("moto_server did not start:\n" + "".join(self.output))
+        self.proc, self.endpoint = start_moto_server(
+            [python, "-c", MOTO_WRAPPER], self.output,
+            env=dict(os.environ, CAP_TEST_TASK_NET=self.net))
         self._moto_api("/moto-api/state-manager/set-transition",
                        {"model_name": "ecs::task",
                         "transition": {"progression": "manual", "times": 1000000}})
@@ -116,10 +100,7 @@ class EcsStack:
         return self
 
     def _moto_api(self, path, body):
-        req = urllib.request.Request(self.endpoint + path, data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "text/plain"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert 200 <= r.status < 300, r.status
+        moto_api(self.endpoint, path, json.dumps(body).encode())
 
     def client(self, service, key=None):
         import boto3
