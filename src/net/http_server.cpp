@@ -20,6 +20,8 @@
 // - Connections are owned by their loop's intrusive list (and by any Deferred); completion
 //   handlers capture a raw pointer, and a connection leaves the list only when it is closed
 //   and none of its operations is outstanding.
+// Beside it: net/response_render.* renders response heads; net/draining_read.h is the read
+// operation above.
 #include "net/http_server.h"
 
 #include <netinet/in.h>
@@ -46,8 +48,11 @@
 #include <optional>
 #include <thread>
 
+#include "engine/span_clock.h"
+#include "net/draining_read.h"
 #include "net/header_text.h"
 #include "net/loop_local.h"
+#include "net/response_render.h"
 
 namespace cap::net {
 namespace {
@@ -63,281 +68,11 @@ using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                          asio::wait_traits<std::chrono::steady_clock>, Executor>;
 using TlsStream = asio::ssl::stream<Socket>;
 
-// The drained-read fast path needs Asio's epoll reactor internals as of Boost 1.81 (CMake
-// requires exactly that version); anything else, or CAP_NET_NO_DRAINING_READ, uses
-// async_read_some.
-#if BOOST_VERSION == 108100 && defined(BOOST_ASIO_HAS_EPOLL) &&                           \
-    !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT) && !defined(BOOST_ASIO_DISABLE_EPOLL) && \
-    !defined(CAP_NET_NO_DRAINING_READ)
-#define CAP_NET_DRAINING_READ 1
-namespace adetail = boost::asio::detail;
-
-// A socket that shows its reactor registration to the read operation below.
-class ReactorSocket : public Socket {
- public:
-  explicit ReactorSocket(Socket&& s) : Socket(std::move(s)) {}
-  adetail::reactor::per_descriptor_data& reactor_data() {
-    return impl_.get_implementation().reactor_data_;
-  }
-};
-
-// One read, performed by the reactor: a recv() that reports "done and exhausted" when it
-// got less than it asked for. Asio's own recv operation reports that only at end of stream,
-// so after every request the next read would first try a recv() bound to fail with EAGAIN
-// (the client is still waiting for our answer). Exhausted makes the reactor skip that try
-// and wait for epoll's next edge, which new data always raises. Embedded in the connection
-// and reused, so a read allocates nothing.
-class DrainingRead : public adetail::reactor_op {
- public:
-  using Done = void (*)(void* target, const boost::system::error_code& ec, size_t n);
-  DrainingRead(void* target, Done done)
-      : reactor_op(boost::system::error_code(), &DrainingRead::perform_read,
-                   &DrainingRead::complete_read),
-        target_(target),
-        done_(done) {}
-
-  void start(adetail::reactor& reactor, ReactorSocket& sock, char* buf, size_t len) {
-    fd_ = sock.native_handle();
-    buf_ = buf;
-    len_ = len;
-    ec_ = boost::system::error_code();
-    bytes_transferred_ = 0;
-    reactor.start_op(adetail::reactor::read_op, fd_, sock.reactor_data(), this, false, true);
-  }
-
- private:
-  static status perform_read(reactor_op* base) {
-    auto* o = static_cast<DrainingRead*>(base);
-    for (;;) {
-      ssize_t n = ::recv(o->fd_, o->buf_, o->len_, MSG_DONTWAIT);
-      if (n > 0) {
-        o->bytes_transferred_ = size_t(n);
-        return size_t(n) < o->len_ ? done_and_exhausted : done;
-      }
-      if (n == 0) {
-        o->ec_ = asio::error::eof;
-        return done_and_exhausted;
-      }
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return not_done;
-      o->ec_ = boost::system::error_code(errno, boost::system::system_category());
-      return done;
-    }
-  }
-  static void complete_read(void* owner, adetail::operation* base, const boost::system::error_code&,
-                            std::size_t) {
-    if (!owner) return;  // the io_context is being destroyed: nothing to run
-    auto* o = static_cast<DrainingRead*>(base);
-    o->done_(o->target_, o->ec_, o->bytes_transferred_);
-  }
-
-  void* target_;
-  Done done_;
-  int fd_ = -1;
-  char* buf_ = nullptr;
-  size_t len_ = 0;
-};
-#endif
-
 constexpr size_t kInitialBuffer = 4096;
 constexpr size_t kMinRead = 1024;
 constexpr size_t kKeepBuffer = 64 * 1024;  // larger buffers are given back between requests
 constexpr size_t kLingerBytes = 1 << 20;   // discarded after a closing response, at most
 constexpr int64_t kLingerMs = 2000;
-
-int64_t mono_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t wall_sec() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-  return ts.tv_sec;
-}
-
-// "Sun, 06 Nov 1994 08:49:37 GMT" (29 characters).
-void format_http_date(int64_t t, char* out) {
-  static const char* const kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  time_t tt = time_t(t);
-  struct tm tm;
-  gmtime_r(&tt, &tm);
-  char buf[40];
-  snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday % 7],
-           tm.tm_mday, kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-           tm.tm_sec);
-  memcpy(out, buf, 29);
-}
-
-bool valid_name(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s)
-    if (c == '\r' || c == '\n' || c == '\0' || c == ':' || c == ' ' || c == '\t') return false;
-  return true;
-}
-
-std::string_view reason_phrase(int status) {
-  auto r = bhttp::obsolete_reason(bhttp::int_to_status(unsigned(status)));
-  std::string_view s(r.data(), r.size());
-  if (s.empty() || s.front() == '<') return "Unknown";
-  return s;
-}
-
-// The status lines most responses use, pre-rendered.
-std::string_view common_status_line(int status) {
-  switch (status) {
-    case 200:
-      return "HTTP/1.1 200 OK\r\n";
-    case 201:
-      return "HTTP/1.1 201 Created\r\n";
-    case 204:
-      return "HTTP/1.1 204 No Content\r\n";
-    case 301:
-      return "HTTP/1.1 301 Moved Permanently\r\n";
-    case 302:
-      return "HTTP/1.1 302 Found\r\n";
-    case 304:
-      return "HTTP/1.1 304 Not Modified\r\n";
-    case 400:
-      return "HTTP/1.1 400 Bad Request\r\n";
-    case 401:
-      return "HTTP/1.1 401 Unauthorized\r\n";
-    case 403:
-      return "HTTP/1.1 403 Forbidden\r\n";
-    case 404:
-      return "HTTP/1.1 404 Not Found\r\n";
-    case 500:
-      return "HTTP/1.1 500 Internal Server Error\r\n";
-    case 502:
-      return "HTTP/1.1 502 Bad Gateway\r\n";
-    case 503:
-      return "HTTP/1.1 503 Service Unavailable\r\n";
-    default:
-      return {};
-  }
-}
-
-void append_uint(std::string& out, uint64_t v) {
-  char buf[24];
-  auto res = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, size_t(res.ptr - buf));
-}
-
-// "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
-constexpr size_t kDateLineSize = 6 + 29 + 2;
-void format_date_line(int64_t t, char* out) {
-  memcpy(out, "Date: ", 6);
-  format_http_date(t, out + 6);
-  memcpy(out + 35, "\r\n", 2);
-}
-
-// How the body follows the head: in the same buffer (Whole), or streamed later with a
-// known length, chunked (HTTP/1.1) or delimited by closing the connection (HTTP/1.0).
-enum class Framing : uint8_t { Whole, Length, Chunked };
-
-struct RenderParams {
-  Framing framing = Framing::Whole;
-  uint64_t length = 0;  // Framing::Length
-  int version = 11;
-  bool keep_alive = true;
-  bool head = false;
-  bool draining = false;
-  const char* date_line = nullptr;  // kDateLineSize characters
-};
-
-bool response_valid(const ResponseView& r) {
-  if (r.status < 200 || r.status > 999) return false;
-  if (has_ctl(r.content_type)) return false;
-  for (const auto& [name, value] : r.headers)
-    if (!valid_name(name) || has_ctl(value)) return false;
-  return true;
-}
-
-const ResponseView& internal_error() {
-  static const ResponseView r{500, "text/plain", {}, "Internal Server Error\n", false};
-  return r;
-}
-
-// The response headers the server treats itself, told apart by length first.
-enum class Owned : uint8_t { None, Server, Connection, Framing, Date };
-Owned owned_header(std::string_view name) {
-  switch (name.size()) {
-    case 4:
-      return iequals(name, "date") ? Owned::Date : Owned::None;
-    case 6:
-      return iequals(name, "server") ? Owned::Server : Owned::None;
-    case 10:
-      return iequals(name, "connection") ? Owned::Connection : Owned::None;
-    case 14:
-      return iequals(name, "content-length") ? Owned::Framing : Owned::None;
-    case 17:
-      return iequals(name, "transfer-encoding") ? Owned::Framing : Owned::None;
-    default:
-      return Owned::None;
-  }
-}
-
-// Renders the whole response (head and body) into `out`. Returns whether the connection
-// closes after it.
-bool render_response(std::string& out, const ResponseView& given, const RenderParams& p) {
-  using namespace std::string_view_literals;
-  const ResponseView& r = response_valid(given) ? given : internal_error();
-  bool close = r.close || !p.keep_alive || p.draining;
-  bool own_server = true;
-  for (const auto& h : r.headers) {
-    Owned o = owned_header(h.first);
-    if (o == Owned::Server) own_server = false;
-    if (o == Owned::Connection && iequals(h.second, "close")) close = true;
-  }
-  out.clear();
-  if (std::string_view line = common_status_line(r.status); !line.empty()) {
-    out.append(line);
-  } else {
-    out.append("HTTP/1.1 "sv);
-    append_uint(out, uint64_t(r.status));
-    out.push_back(' ');
-    out.append(reason_phrase(r.status));
-    out.append("\r\n"sv);
-  }
-  if (own_server) out.append("Server: cap\r\n"sv);
-  out.append(p.date_line, kDateLineSize);
-  if (!r.content_type.empty()) {
-    out.append("Content-Type: "sv);
-    out.append(r.content_type);
-    out.append("\r\n"sv);
-  }
-  for (const auto& [name, value] : r.headers) {
-    // The server owns the framing and the connection's fate.
-    if (Owned o = owned_header(name); o != Owned::None && o != Owned::Server) continue;
-    out.append(name);
-    out.append(": "sv);
-    out.append(value);
-    out.append("\r\n"sv);
-  }
-  bool bodyless = r.status == 204 || r.status == 304;
-  if (!bodyless) {
-    if (p.framing == Framing::Chunked) {
-      if (p.version == 11)
-        out.append("Transfer-Encoding: chunked\r\n"sv);
-      else
-        close = true;  // an HTTP/1.0 client reads to the end of the connection
-    } else {
-      out.append("Content-Length: "sv);
-      append_uint(out, p.framing == Framing::Length ? p.length : r.body.size());
-      out.append("\r\n"sv);
-    }
-  }
-  if (close)
-    out.append("Connection: close\r\n"sv);
-  else if (p.version == 10)
-    out.append("Connection: keep-alive\r\n"sv);
-  out.append("\r\n"sv);
-  if (!bodyless && !p.head && p.framing == Framing::Whole) out.append(r.body);
-  return close;
-}
 
 // Shared by all loops; immutable once started (but for the counters).
 struct Shared {
@@ -406,7 +141,7 @@ class Loop {
 
   asio::io_context& ioc() { return ioc_; }
 #ifdef CAP_NET_DRAINING_READ
-  adetail::reactor& reactor() { return reactor_; }
+  boost::asio::detail::reactor& reactor() { return reactor_; }
 #endif
   Shared& sh() { return sh_; }
   const std::shared_ptr<LoopGate>& gate() const { return gate_; }
@@ -434,7 +169,7 @@ class Loop {
   // ioc_ first: it is destroyed last, after every object that uses it.
   asio::io_context ioc_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
 #ifdef CAP_NET_DRAINING_READ
-  adetail::reactor& reactor_ = asio::use_service<adetail::reactor>(ioc_);
+  boost::asio::detail::reactor& reactor_ = asio::use_service<boost::asio::detail::reactor>(ioc_);
 #endif
   Acceptor acceptor_{ioc_};
   Socket pending_{ioc_};
@@ -848,12 +583,12 @@ void ConnBase::process() {
     if (have > 0) {
       if (st_ != St::Reading) {
         st_ = St::Reading;
-        deadline = mono_ms() + loop_->sh().opt.read_timeout.count();
+        deadline = coarse_clock_ms() + loop_->sh().opt.read_timeout.count();
       }
     } else if (st_ != St::Idle) {
       st_ = St::Idle;
       const auto& o = loop_->sh().opt;
-      deadline = mono_ms() + (first_request_ ? o.read_timeout : o.idle_timeout).count();
+      deadline = coarse_clock_ms() + (first_request_ ? o.read_timeout : o.idle_timeout).count();
       if (loop_->draining()) {
         close_socket();
         return;
@@ -1267,7 +1002,7 @@ void ConnBase::body_pump() {
     close_socket();
     return;
   }
-  if (st_ == St::Handling) deadline = mono_ms() + loop_->sh().opt.read_timeout.count();
+  if (st_ == St::Handling) deadline = coarse_clock_ms() + loop_->sh().opt.read_timeout.count();
   read_pending_ = true;
   io_read(buf_.get() + end_, cap_ - end_);
 }
@@ -1288,7 +1023,8 @@ void ConnBase::flush(After after) {
   }
   out_pos_ = n;
   if (after == After::Response) st_ = St::Writing;
-  if (after != After::Continue) deadline = mono_ms() + loop_->sh().opt.write_timeout.count();
+  if (after != After::Continue)
+    deadline = coarse_clock_ms() + loop_->sh().opt.write_timeout.count();
   write_pending_ = true;
   io_write(out_.data() + n, out_.size() - n);
 }
@@ -1370,7 +1106,7 @@ void ConnBase::send_error(int status) {
   render_response(out_, r, p);
   close_after_ = true;
   st_ = St::Writing;
-  deadline = mono_ms() + loop_->sh().opt.write_timeout.count();
+  deadline = coarse_clock_ms() + loop_->sh().opt.write_timeout.count();
   flush(After::Response);
 }
 
@@ -1387,7 +1123,7 @@ void ConnBase::fail(const boost::system::error_code& ec) {
 // a moment, so that closing does not reset the connection before the client read the answer.
 void ConnBase::begin_linger() {
   st_ = St::Lingering;
-  deadline = mono_ms() + std::min<int64_t>(kLingerMs, loop_->sh().opt.read_timeout.count());
+  deadline = coarse_clock_ms() + std::min<int64_t>(kLingerMs, loop_->sh().opt.read_timeout.count());
   io_shutdown_send();
   lingered_ = 0;
   begin_ = parse_ = end_ = 0;
@@ -1542,7 +1278,7 @@ class TlsConn final : public ConnBase {
     st_ = St::Handshake;
   }
   void handshake() {
-    deadline = mono_ms() + loop_->sh().opt.read_timeout.count();
+    deadline = coarse_clock_ms() + loop_->sh().opt.read_timeout.count();
     hs_pending_ = true;
     stream_->async_handshake(asio::ssl::stream_base::server,
                              [this](const boost::system::error_code& ec) {
@@ -1685,7 +1421,7 @@ void Loop::arm_sweep() {
 }
 
 void Loop::sweep() {
-  int64_t now = mono_ms();
+  int64_t now = coarse_clock_ms();
   for (ConnBase* c = head_; c;) {
     ConnBase* next = c->next;
     if (c->deadline != 0 && now >= c->deadline) {
