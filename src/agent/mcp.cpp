@@ -11,6 +11,7 @@
 
 #include "agent/logging.h"
 #include "agent/mcp_stream.h"
+#include "engine/span_clock.h"
 #include "net/signing.h"
 #include "rules/tools.h"
 
@@ -27,12 +28,6 @@ constexpr int64_t kProgressEveryMs = 1000;
 constexpr std::chrono::milliseconds kTick{200};
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 bool known_version(std::string_view v) {
   for (const char* k : kVersions)
@@ -488,7 +483,7 @@ std::shared_ptr<McpServer::Session> McpServer::find_session(Exchange& x, Reply& 
                     {}};
     return nullptr;
   }
-  int64_t now = now_ms();
+  int64_t now = coarse_clock_ms();
   std::lock_guard lock(mu_);
   auto it = sessions_.find(std::string(id));
   if (it != sessions_.end() && (expired(*it->second, now, x.mcp().session_ttl_s) ||
@@ -524,7 +519,7 @@ std::shared_ptr<McpServer::Session> McpServer::find_session(Exchange& x, Reply& 
 void McpServer::release(Session& s) {
   std::lock_guard lock(mu_);
   --s.busy;
-  s.last_used_ms = now_ms();
+  s.last_used_ms = coarse_clock_ms();
 }
 
 bool McpServer::expired(const Session& s, int64_t now, int ttl_s) const {
@@ -535,7 +530,7 @@ bool McpServer::expired(const Session& s, int64_t now, int ttl_s) const {
 std::shared_ptr<McpServer::Session> McpServer::open_session(const Configuration& cfg,
                                                             std::string version, Reply& refusal) {
   const McpSettings& mcp = cfg.mcp;
-  int64_t now = now_ms();
+  int64_t now = coarse_clock_ms();
   std::lock_guard lock(mu_);
   expired_ += std::erase_if(
       sessions_, [&](const auto& e) { return expired(*e.second, now, mcp.session_ttl_s); });
@@ -640,7 +635,7 @@ std::optional<McpServer::Reply> McpServer::post_messages(Exchange& x) {
       call->request_id = *field(messages->front(), "id");
       const Value* name = field(*field(messages->front(), "params"), "name");
       call->tool = name && name->is_string() ? name->as_string() : "tool";
-      call->started_ms = now_ms();
+      call->started_ms = coarse_clock_ms();
       call->next_ms = call->started_ms + kProgressEveryMs;
       std::lock_guard lock(mu_);
       call_id = next_call_++;
@@ -761,7 +756,7 @@ std::optional<McpServer::Reply> McpServer::open_stream(Exchange& x) {
   {
     std::lock_guard lock(mu_);
     --session->busy;
-    session->last_used_ms = now_ms();
+    session->last_used_ms = coarse_clock_ms();
     if (streams_closed_)
       return Reply{503, error_body(-32000, "the agent is stopping: no new event streams"), {}};
     x.before_answer(200);
@@ -809,7 +804,7 @@ void McpServer::housekeeping() {
     if (stopping_) break;
     lock.unlock();
     watch_configuration();
-    tick(now_ms());
+    tick(coarse_clock_ms());
     lock.lock();
   }
 }

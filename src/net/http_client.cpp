@@ -10,7 +10,8 @@
 // Every reply is read the same way (CallState::read_reply): what the connection's buffer
 // holds is fed to a ReplyParser, and more is read only when it needs more. A whole reply's
 // body grows in a string up to max_response_bytes; a streamed one goes into the caller's
-// buffer (the small whole body of call_streaming) or into 64 KiB pieces.
+// buffer (the small whole body of call_streaming) or into 64 KiB pieces. The request bytes
+// and the ReplyParser are in net/client_wire.*.
 #include "net/http_client.h"
 
 #include <openssl/ssl.h>
@@ -28,7 +29,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 #include <cassert>
 #include <cctype>
@@ -40,6 +40,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "net/client_wire.h"
 #include "net/header_text.h"
 #include "net/loop_local.h"
 #include "net/url_target.h"
@@ -72,61 +73,6 @@ thread_local const void* t_client_loop_owner = nullptr;
 bool idempotent(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "TRACE";
 }
-
-// The client's one response parser: collects the status and header lines straight into an
-// HttpReply (no field container in between). The body goes either to a string that grows
-// (`grow`, for replies read whole; the parser's body_limit bounds it) or, as Beast's
-// buffer_body does, into a buffer its user provides: `body_data`/`body_size` name the room
-// left; without room the parser stops with need_buffer.
-class ReplyParser final : public bhttp::basic_parser<false> {
- public:
-  HttpReply head;  // status and headers; the body goes to `grow` or the buffer
-  std::string* grow = nullptr;
-  char* body_data = nullptr;
-  size_t body_size = 0;
-
- private:
-  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int,
-                       boost::system::error_code&) override {}
-  void on_response_impl(int code, beast::string_view, int, boost::system::error_code&) override {
-    head.status = code;
-    head.headers.reserve(8);
-  }
-  void on_field_impl(bhttp::field, beast::string_view name, beast::string_view value,
-                     boost::system::error_code&) override {
-    head.headers.emplace_back(std::string(name.data(), name.size()),
-                              std::string(value.data(), value.size()));
-  }
-  void on_header_impl(boost::system::error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
-                         boost::system::error_code&) override {
-    // The length was checked against the body limit before this.
-    if (grow && length) grow->reserve(size_t(*length));
-  }
-  size_t on_body_impl(beast::string_view piece, boost::system::error_code& ec) override {
-    if (grow) {
-      grow->append(piece.data(), piece.size());
-      return piece.size();
-    }
-    if (!body_data) {
-      ec = bhttp::error::need_buffer;
-      return 0;
-    }
-    size_t n = std::min(piece.size(), body_size);
-    std::memcpy(body_data, piece.data(), n);
-    body_data += n;
-    body_size -= n;
-    if (n < piece.size()) ec = bhttp::error::need_buffer;
-    return n;
-  }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view,
-                            boost::system::error_code&) override {}
-  size_t on_chunk_body_impl(std::uint64_t, beast::string_view piece,
-                            boost::system::error_code& ec) override {
-    return on_body_impl(piece, ec);
-  }
-  void on_finish_impl(boost::system::error_code&) override {}
-};
 
 // One connection, plain or TLS.
 struct Conn {
@@ -826,97 +772,6 @@ void ClientLoop::shutdown() {
   }
   work.reset();
   ioc.stop();
-}
-
-// Renders the request line, headers and body. False with `error` on bad caller input.
-bool render_request(const HttpCall& call, const Target& t, std::string* out, std::string* error) {
-  if (!is_token(call.method)) {
-    *error = "bad method '" + call.method + "'";
-    return false;
-  }
-  bool has_host = false, has_agent = false, has_auth = false;
-  for (const auto& [name, value] : call.headers) {
-    if (!is_token(name)) {
-      *error = "bad header name '" + name + "'";
-      return false;
-    }
-    if (has_ctl(value)) {
-      *error = "the value of header " + name + " holds CR, LF or NUL";
-      return false;
-    }
-    if (iequals(name, "host")) has_host = true;
-    if (iequals(name, "user-agent")) has_agent = true;
-    if (iequals(name, "authorization")) has_auth = true;
-  }
-  // Measured first, then written in one go: one allocation, no growth checks.
-  const std::string& m = call.method;
-  std::string length;  // the Content-Length value, when there is one
-  bool chunked = false;
-  if (call.body_source) {
-    if (call.body_length >= 0)
-      length = std::to_string(call.body_length);
-    else
-      chunked = true;
-  } else if (!call.body.empty() || m == "POST" || m == "PUT" || m == "PATCH") {
-    length = std::to_string(call.body.size());
-  }
-  auto framing = [](std::string_view name) {
-    return iequals(name, "content-length") || iequals(name, "transfer-encoding");
-  };
-  using namespace std::string_view_literals;
-  constexpr std::string_view kAgent = "User-Agent: cap/" CAP_VERSION "\r\n";
-  constexpr std::string_view kChunked = "Transfer-Encoding: chunked\r\n";
-  bool auth = !has_auth && !t.o->basic_auth.empty();
-  size_t n = m.size() + 1 + t.target.size() + 11 + 2;
-  if (!has_host) n += 6 + t.o->host_header.size() + 2;
-  if (!has_agent) n += kAgent.size();
-  if (auth) n += 15 + t.o->basic_auth.size() + 2;
-  if (!length.empty()) n += 16 + length.size() + 2;
-  if (chunked) n += kChunked.size();
-  for (const auto& [name, value] : call.headers)
-    if (!framing(name)) n += name.size() + 2 + value.size() + 2;
-  if (!call.body_source) n += call.body.size();
-
-  std::string& s = *out;
-  s.resize(n);
-  char* w = s.data();
-  auto put = [&w](std::string_view v) {
-    std::memcpy(w, v.data(), v.size());
-    w += v.size();
-  };
-  put(m);
-  put(" "sv);
-  put(t.target);
-  put(" HTTP/1.1\r\n"sv);
-  if (!has_host) {
-    put("Host: "sv);
-    put(t.o->host_header);
-    put("\r\n"sv);
-  }
-  if (!has_agent) put(kAgent);
-  if (auth) {
-    put("Authorization: "sv);
-    put(t.o->basic_auth);
-    put("\r\n"sv);
-  }
-  if (!length.empty()) {
-    put("Content-Length: "sv);
-    put(length);
-    put("\r\n"sv);
-  }
-  if (chunked) put(kChunked);
-  // The client frames the body itself; a caller's length could only disagree with it.
-  for (const auto& [name, value] : call.headers) {
-    if (framing(name)) continue;
-    put(name);
-    put(": "sv);
-    put(value);
-    put("\r\n"sv);
-  }
-  put("\r\n"sv);
-  if (!call.body_source) put(call.body);
-  assert(w == s.data() + s.size());
-  return true;
 }
 
 }  // namespace

@@ -4,16 +4,11 @@
 #include <chrono>
 #include <thread>
 
+#include "engine/span_clock.h"
 #include "net/sigv4.h"
 
 namespace cap::rules::llm {
 namespace {
-
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string trim_slash(std::string s) {
   while (!s.empty() && s.back() == '/') s.pop_back();
@@ -468,7 +463,7 @@ ChatReply with_retries(const ChatRequest& r, int64_t deadline,
                        const std::function<ChatReply(const HttpCall&, bool* retry)>& attempt) {
   const HttpCall call = build_call(r);
   for (int n = 0;; ++n) {
-    int64_t left = deadline - steady_ms();
+    int64_t left = deadline - coarse_clock_ms();
     if (left <= 0) {
       ChatReply out;
       out.status = ChatReply::Status::Timeout;
@@ -482,7 +477,7 @@ ChatReply with_retries(const ChatRequest& r, int64_t deadline,
     out.attempts = n + 1;
     if (out.status != ChatReply::Status::Error || !retry || n >= r.retries) return out;
     int64_t pause = std::min<int64_t>(250LL << n, 4000);
-    if (steady_ms() + pause >= deadline) return out;
+    if (coarse_clock_ms() + pause >= deadline) return out;
     std::this_thread::sleep_for(std::chrono::milliseconds(pause));
   }
 }
@@ -533,7 +528,6 @@ class EventReader {
     calls_.clear();
     return true;
   }
-
 
  private:
   bool event_(const std::string& event) {
@@ -633,7 +627,7 @@ ChatReply chat_stream(HttpClient& http, const ChatRequest& request, const Delta&
   }
   ChatRequest r = request;
   r.stream = true;
-  const int64_t deadline = steady_ms() + std::max(1, r.timeout_ms);
+  const int64_t deadline = coarse_clock_ms() + std::max(1, r.timeout_ms);
   return with_retries(r, deadline, [&](const HttpCall& one, bool* retry) {
     ChatReply got;
     EventReader events(got, delta);
@@ -644,7 +638,7 @@ ChatReply chat_stream(HttpClient& http, const ChatRequest& request, const Delta&
         if (error_body.size() < 65536) error_body.append(piece);
         return true;
       }
-      if (steady_ms() > deadline) {
+      if (coarse_clock_ms() > deadline) {
         late = true;
         return false;
       }
@@ -685,7 +679,7 @@ ChatReply chat_stream(HttpClient& http, const ChatRequest& request, const Delta&
 }
 
 ChatReply chat(HttpClient& http, const ChatRequest& r) {
-  const int64_t deadline = steady_ms() + std::max(1, r.timeout_ms);
+  const int64_t deadline = coarse_clock_ms() + std::max(1, r.timeout_ms);
   return with_retries(r, deadline, [&](const HttpCall& call, bool* retry) {
     HttpCall one = call;
     if (r.provider == Provider::Bedrock) {
