@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <chrono>
 #include <future>
 #include <optional>
 #include <string>
@@ -19,7 +18,6 @@ namespace cap::agent {
 using namespace cap::rules;  // HTTP forwarding helpers and response additions
 
 namespace {
-
 
 constexpr std::string_view kHtml = "text/html; charset=utf-8";
 constexpr std::string_view kJson = "application/json";
