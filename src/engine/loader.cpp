@@ -1,8 +1,7 @@
 // Loading and validation: every error at once, as FILE: node ID: PARAM: message.
-#include <boost/json.hpp>
-
 #include <algorithm>
 #include <atomic>
+#include <boost/json.hpp>
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
@@ -44,12 +43,18 @@ constexpr size_t kMaxJsonBytes = 8u << 20;
 
 Value to_value(const json::value& j) {
   switch (j.kind()) {
-    case json::kind::null: return Value();
-    case json::kind::bool_: return Value(j.get_bool());
-    case json::kind::int64: return Value(static_cast<double>(j.get_int64()));
-    case json::kind::uint64: return Value(static_cast<double>(j.get_uint64()));
-    case json::kind::double_: return Value(j.get_double());
-    case json::kind::string: return Value(std::string_view(j.get_string()));
+    case json::kind::null:
+      return Value();
+    case json::kind::bool_:
+      return Value(j.get_bool());
+    case json::kind::int64:
+      return Value(static_cast<double>(j.get_int64()));
+    case json::kind::uint64:
+      return Value(static_cast<double>(j.get_uint64()));
+    case json::kind::double_:
+      return Value(j.get_double());
+    case json::kind::string:
+      return Value(std::string_view(j.get_string()));
     case json::kind::array: {
       List l;
       for (auto& e : j.get_array()) l.push_back(to_value(e));
@@ -66,14 +71,20 @@ Value to_value(const json::value& j) {
 
 const char* json_kind_name(const json::value& j) {
   switch (j.kind()) {
-    case json::kind::null: return "null";
-    case json::kind::bool_: return "a boolean";
+    case json::kind::null:
+      return "null";
+    case json::kind::bool_:
+      return "a boolean";
     case json::kind::int64:
     case json::kind::uint64:
-    case json::kind::double_: return "a number";
-    case json::kind::string: return "a string";
-    case json::kind::array: return "a list";
-    case json::kind::object: return "an object";
+    case json::kind::double_:
+      return "a number";
+    case json::kind::string:
+      return "a string";
+    case json::kind::array:
+      return "a list";
+    case json::kind::object:
+      return "an object";
   }
   return "a value";
 }
@@ -82,9 +93,7 @@ const char* json_kind_name(const json::value& j) {
 /// names are): in an expression, a template, a Variable parameter, a global. Deliberately
 /// coarse: a mention anywhere, even in a description, counts.
 bool package_mentions_body(const Package& pkg) {
-  auto ident = [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
-  };
+  auto ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
   for (auto& [path, text] : pkg.files) {
     if (path.size() < 5 || path.compare(path.size() - 5, 5, ".json") != 0) continue;
     std::string_view t(text);
@@ -179,7 +188,10 @@ class NodeCompileContext : public CompileContext {
 class Loader {
  public:
   Loader(const Package& pkg, const RuleRegistry& reg, const LoadOptions& opts)
-      : pkg_(pkg), reg_(reg), opts_(opts), cfg_(std::make_shared<Configuration>()),
+      : pkg_(pkg),
+        reg_(reg),
+        opts_(opts),
+        cfg_(std::make_shared<Configuration>()),
         env_{cfg_->symbols, opts.getenv} {}
 
   LoadResult run();
@@ -276,8 +288,9 @@ const std::vector<std::string>& NodeCompileContext::mode_names() const {
 
 std::optional<json::value> Loader::parse_json(const std::string& file, const std::string& text) {
   if (text.size() > kMaxJsonBytes) {
-    error(file, "", "", "file is too large (" + std::to_string(text.size()) + " bytes; at most " +
-                            std::to_string(kMaxJsonBytes) + ")");
+    error(file, "", "",
+          "file is too large (" + std::to_string(text.size()) + " bytes; at most " +
+              std::to_string(kMaxJsonBytes) + ")");
     return std::nullopt;
   }
   json::parse_options po;
@@ -343,10 +356,20 @@ void Loader::load_manifest() {
   }
   manifest_ = std::move(*doc);
   auto& m = manifest_.get_object();
-  static const std::set<std::string, std::less<>> known = {
-      "format", "name", "description", "ruleset", "content_ruleset", "startup_ruleset",
-      "completion_ruleset", "modes", "globals", "origin", "databases", "performance",
-      "extensions", "mcp"};
+  static const std::set<std::string, std::less<>> known = {"format",
+                                                           "name",
+                                                           "description",
+                                                           "ruleset",
+                                                           "content_ruleset",
+                                                           "startup_ruleset",
+                                                           "completion_ruleset",
+                                                           "modes",
+                                                           "globals",
+                                                           "origin",
+                                                           "databases",
+                                                           "performance",
+                                                           "extensions",
+                                                           "mcp"};
   for (auto& [k, v] : m)
     if (!known.count(std::string_view(k)))
       warning("cap.json", "", std::string(k), "unknown field, ignored");
@@ -355,7 +378,8 @@ void Loader::load_manifest() {
     error("cap.json", "", "format", "missing: write \"format\": 1");
   } else if (!format->is_number() || format->to_number<double>() != 1) {
     error("cap.json", "", "format",
-          "unknown format version " + json::serialize(*format) + "; this version of CAP reads format 1");
+          "unknown format version " + json::serialize(*format) +
+              "; this version of CAP reads format 1");
   }
   auto str_field = [&](const char* key, bool required, std::string* out) {
     auto* v = m.if_contains(key);
@@ -378,22 +402,31 @@ void Loader::load_manifest() {
   if (!origin.empty()) {
     std::string err;
     auto t = compile_template(origin, env_, &err);
-    if (!t) error("cap.json", "", "origin", err);
-    else if (!t->is_constant()) error("cap.json", "", "origin", "must not depend on variables");
-    else cfg_->origin = t->constant().to_text();
+    if (!t)
+      error("cap.json", "", "origin", err);
+    else if (!t->is_constant())
+      error("cap.json", "", "origin", "must not depend on variables");
+    else
+      cfg_->origin = t->constant().to_text();
     if (!cfg_->origin.empty() && cfg_->origin.rfind("http://", 0) != 0 &&
         cfg_->origin.rfind("https://", 0) != 0)
-      error("cap.json", "", "origin", "must start with http:// or https://, got '" + cfg_->origin + "'");
+      error("cap.json", "", "origin",
+            "must start with http:// or https://, got '" + cfg_->origin + "'");
   }
   std::string perf = "counts";
   str_field("performance", false, &perf);
-  if (perf == "off" || perf == "none") cfg_->performance = PerformanceLevel::Off;
-  else if (perf == "counts") cfg_->performance = PerformanceLevel::Counts;
-  else if (perf == "timings") cfg_->performance = PerformanceLevel::Timings;
-  else error("cap.json", "", "performance", "must be off, counts or timings, got '" + perf + "'");
+  if (perf == "off" || perf == "none")
+    cfg_->performance = PerformanceLevel::Off;
+  else if (perf == "counts")
+    cfg_->performance = PerformanceLevel::Counts;
+  else if (perf == "timings")
+    cfg_->performance = PerformanceLevel::Timings;
+  else
+    error("cap.json", "", "performance", "must be off, counts or timings, got '" + perf + "'");
 
   if (auto* modes = m.if_contains("modes"); modes && !modes->is_null()) {
-    if (!modes->is_object()) error("cap.json", "", "modes", "must be an object of mode name to rule set name");
+    if (!modes->is_object())
+      error("cap.json", "", "modes", "must be an object of mode name to rule set name");
     else
       for (auto& [k, v] : modes->get_object()) mode_names.emplace_back(k);
   }
@@ -433,21 +466,26 @@ void Loader::load_manifest() {
         std::string key = "databases." + std::string(k);
         auto* url = v.is_object() ? v.get_object().if_contains("url") : nullptr;
         if (!url || !url->is_string()) {
-          error("cap.json", "", key, "needs \"url\": a postgresql://, jdbc:postgresql:// or sqlite:// address");
+          error("cap.json", "", key,
+                "needs \"url\": a postgresql://, jdbc:postgresql:// or sqlite:// address");
           continue;
         }
         std::string err;
         auto t = compile_template(url->get_string(), env_, &err);
-        if (!t) error("cap.json", "", key + ".url", err);
-        else cfg_->databases[std::string(k)] = t->is_constant() ? t->constant().to_text() : "";
+        if (!t)
+          error("cap.json", "", key + ".url", err);
+        else
+          cfg_->databases[std::string(k)] = t->is_constant() ? t->constant().to_text() : "";
       }
     }
   }
   if (auto* ex = m.if_contains("extensions"); ex && !ex->is_null()) {
-    if (!ex->is_object()) error("cap.json", "", "extensions", "must be an object of extension name to version");
+    if (!ex->is_object())
+      error("cap.json", "", "extensions", "must be an object of extension name to version");
     else
       for (auto& [k, v] : ex->get_object()) {
-        if (!v.is_string()) error("cap.json", "", "extensions." + std::string(k), "version must be a string");
+        if (!v.is_string())
+          error("cap.json", "", "extensions." + std::string(k), "version must be a string");
         else {
           cfg_->extensions[std::string(k)] = std::string(v.get_string());
           if (opts_.check_extension) {
@@ -470,7 +508,8 @@ void Loader::declare_ruleset(const std::string& file, const json::value& doc) {
   rs->file = file;
   rs->name = stem;
   if (auto* n = o.if_contains("name")) {
-    if (!n->is_string()) error(file, "", "name", "must be a string");
+    if (!n->is_string())
+      error(file, "", "name", "must be a string");
     else if (n->get_string() != stem)
       error(file, "", "name",
             "is '" + std::string(n->get_string()) + "' but the file is named " + stem +
@@ -499,8 +538,8 @@ void Loader::load_tool_params(RuleSet& rs, const json::object& o) {
           "must be a list of {\"name\", \"type\", \"required\", \"description\"}");
     return;
   }
-  static const std::set<std::string, std::less<>> types = {"string", "number", "integer",
-                                                           "boolean", "list", "map"};
+  static const std::set<std::string, std::less<>> types = {"string",  "number", "integer",
+                                                           "boolean", "list",   "map"};
   static const std::set<std::string, std::less<>> fields = {"name", "type", "required",
                                                             "description"};
   for (size_t i = 0; i < p->get_array().size(); ++i) {
@@ -532,12 +571,16 @@ void Loader::load_tool_params(RuleSet& rs, const json::object& o) {
       param.type = std::string(t->get_string());
     }
     if (auto* r = eo.if_contains("required")) {
-      if (!r->is_bool()) error(file, "", where + ".required", "must be true or false");
-      else param.required = r->get_bool();
+      if (!r->is_bool())
+        error(file, "", where + ".required", "must be true or false");
+      else
+        param.required = r->get_bool();
     }
     if (auto* d = eo.if_contains("description")) {
-      if (!d->is_string()) error(file, "", where + ".description", "must be a string");
-      else param.description = std::string(d->get_string());
+      if (!d->is_string())
+        error(file, "", where + ".description", "must be a string");
+      else
+        param.description = std::string(d->get_string());
     }
     for (auto& other : rs.params)
       if (other.name == param.name) error(file, "", where, "is listed twice");
@@ -627,13 +670,15 @@ void Loader::load_mcp() {
   } else {
     std::string err;
     auto tmpl = compile_template(t->get_string(), env_, &err);
-    if (!tmpl) error("cap.json", "", "mcp.token", err);
+    if (!tmpl)
+      error("cap.json", "", "mcp.token", err);
     else if (t->get_string().find("${vault:") == json::string::npos &&
              t->get_string().find("${env:") == json::string::npos)
       error("cap.json", "", "mcp.token",
             "must come from the vault (\"${vault:NAME.field}\") or the environment, not be "
             "written in the configuration");
-    else mcp.token = std::move(*tmpl);
+    else
+      mcp.token = std::move(*tmpl);
   }
   auto* tools = m.if_contains("tools");
   if (!tools || !tools->is_array() || tools->get_array().empty()) {
@@ -700,8 +745,8 @@ void Loader::check_cycles() {
   }
 }
 
-bool Loader::compile_any(const std::string& file, const std::string& node,
-                         const std::string& pname, const json::value& v, Param* out, int depth) {
+bool Loader::compile_any(const std::string& file, const std::string& node, const std::string& pname,
+                         const json::value& v, Param* out, int depth) {
   if (depth > 32) {
     error(file, node, pname, "nested too deeply");
     return false;
@@ -723,7 +768,8 @@ bool Loader::compile_any(const std::string& file, const std::string& node,
       size_t i = 0;
       for (auto& e : v.get_array()) {
         Param p;
-        ok = compile_any(file, node, pname + "[" + std::to_string(i++) + "]", e, &p, depth + 1) && ok;
+        ok = compile_any(file, node, pname + "[" + std::to_string(i++) + "]", e, &p, depth + 1) &&
+             ok;
         members.emplace_back("", std::move(p));
       }
     } else {
@@ -752,8 +798,8 @@ bool Loader::compile_any(const std::string& file, const std::string& node,
   return true;
 }
 
-bool Loader::compile_param(const std::string& file, const std::string& node,
-                           const ParamSpec& spec, const json::value& v, Param* out) {
+bool Loader::compile_param(const std::string& file, const std::string& node, const ParamSpec& spec,
+                           const json::value& v, Param* out) {
   const std::string& pn = spec.name;
   auto wrong = [&](const char* expected) {
     error(file, node, pn,
@@ -782,7 +828,9 @@ bool Loader::compile_param(const std::string& file, const std::string& node,
       std::string name(v.get_string());
       if (!valid_identifier(name)) {
         error(file, node, pn,
-              "'" + name + "' is not a valid variable name (letters, digits, _ - and ., starting with a letter or _)");
+              "'" + name +
+                  "' is not a valid variable name (letters, digits, _ - and ., starting with a "
+                  "letter or _)");
         return false;
       }
       *out = Param::variable(env_.symbols.intern(name), name);
@@ -811,7 +859,8 @@ bool Loader::compile_param(const std::string& file, const std::string& node,
       if (!compile_any(file, node, pn, v, out, 0)) return false;
       if (out->is_constant()) {
         auto& c = out->constant_value();
-        if (!c.is_bool() && !(c.is_string() && (c.as_string() == "true" || c.as_string() == "false")))
+        if (!c.is_bool() &&
+            !(c.is_string() && (c.as_string() == "true" || c.as_string() == "false")))
           return wrong("true or false");
         *out = Param::constant(Value(c.is_bool() ? c.as_bool() : c.as_string() == "true"));
       }
@@ -841,21 +890,25 @@ bool Loader::compile_param(const std::string& file, const std::string& node,
 
 void Loader::compile_node(RuleSet& rs, Node& node, const json::object& def) {
   const std::string& file = rs.file;
-  static const std::set<std::string, std::less<>> known = {"rule", "ruleset", "with", "then",
-                                                            "pos", "comment"};
+  static const std::set<std::string, std::less<>> known = {"rule", "ruleset", "with",
+                                                           "then", "pos",     "comment"};
   for (auto& [k, v] : def)
-    if (!known.count(std::string_view(k))) warning(file, node.id, std::string(k), "unknown field, ignored");
+    if (!known.count(std::string_view(k)))
+      warning(file, node.id, std::string(k), "unknown field, ignored");
   auto* rule = def.if_contains("rule");
   auto* sub = def.if_contains("ruleset");
   if ((rule != nullptr) == (sub != nullptr)) {
-    error(file, node.id, "", "needs exactly one of \"rule\" (a rule type) or \"ruleset\" (a rule set name)");
+    error(file, node.id, "",
+          "needs exactly one of \"rule\" (a rule type) or \"ruleset\" (a rule set name)");
     return;
   }
   const json::object* with = nullptr;
   static const json::object empty;
   if (auto* w = def.if_contains("with"); w && !w->is_null()) {
-    if (!w->is_object()) error(file, node.id, "with", "must be an object of parameter values");
-    else with = &w->get_object();
+    if (!w->is_object())
+      error(file, node.id, "with", "must be an object of parameter values");
+    else
+      with = &w->get_object();
   }
   if (!with) with = &empty;
 
@@ -897,7 +950,8 @@ void Loader::compile_node(RuleSet& rs, Node& node, const json::object& def) {
     warning(file, node.id, "rule",
             "rule " + spec.name + " comes from extension '" + spec.extension +
                 "': name it in cap.json \"extensions\" (\"" + spec.extension + "\": \"" +
-                spec.extension_version + "\") so that agents without it refuse this "
+                spec.extension_version +
+                "\") so that agents without it refuse this "
                 "configuration clearly");
   if (spec.may_wait) rs.may_wait = true;
   if (spec.reads_body) any_rule_reads_body_ = true;
@@ -913,14 +967,14 @@ void Loader::compile_node(RuleSet& rs, Node& node, const json::object& def) {
   bool ok = true;
   for (auto& [k, v] : *with) {
     std::string_view key(k);  // clang 14 cannot capture a structured binding
-    bool found = std::any_of(spec.params.begin(), spec.params.end(),
-                             [&](auto& p) { return p.name == key; });
+    bool found =
+        std::any_of(spec.params.begin(), spec.params.end(), [&](auto& p) { return p.name == key; });
     if (!found) {
       std::vector<std::string> names;
       for (auto& p : spec.params) names.push_back(p.name);
       error(file, node.id, std::string(k),
-            "rule " + spec.name + " has no parameter '" + std::string(k) + "'" +
-                suggest(k, names) + "; its parameters: " + join(names));
+            "rule " + spec.name + " has no parameter '" + std::string(k) + "'" + suggest(k, names) +
+                "; its parameters: " + join(names));
       ok = false;
     }
   }
@@ -929,8 +983,8 @@ void Loader::compile_node(RuleSet& rs, Node& node, const json::object& def) {
     auto* v = with->if_contains(ps.name);
     if (!v || (v->is_null() && ps.required)) {
       if (ps.required) {
-        error(file, node.id, ps.name, "missing: rule " + spec.name + " requires it (" +
-                                          param_type_name(ps.type) + ")");
+        error(file, node.id, ps.name,
+              "missing: rule " + spec.name + " requires it (" + param_type_name(ps.type) + ")");
         ok = false;
       } else if (!ps.default_value.is_null()) {
         if (ps.type == ParamType::Variable && ps.default_value.is_string())
@@ -938,7 +992,8 @@ void Loader::compile_node(RuleSet& rs, Node& node, const json::object& def) {
                               ps.default_value.as_string());
         else if (ps.default_value.is_string() &&
                  ps.default_value.as_string().find("${") != std::string::npos)
-          ok = compile_param(file, node.id, ps, json::value(ps.default_value.as_string()), &p) && ok;
+          ok =
+              compile_param(file, node.id, ps, json::value(ps.default_value.as_string()), &p) && ok;
         else
           p = Param::constant(ps.default_value);
       }
@@ -956,16 +1011,20 @@ void Loader::compile_node(RuleSet& rs, Node& node, const json::object& def) {
   }
   if (!ok) return;
   const json::value* then_value = def.if_contains("then");
-  NodeCompileContext cc(*this, file, node.id, params, node.chain_names,
-                        then_value && then_value->is_object() ? &then_value->get_object() : nullptr);
+  NodeCompileContext cc(
+      *this, file, node.id, params, node.chain_names,
+      then_value && then_value->is_object() ? &then_value->get_object() : nullptr);
   node.rule = node.type->factory(cc);
-  if (!node.rule && !cc.failed) error(file, node.id, "", "rule " + spec.name + " could not be compiled");
+  if (!node.rule && !cc.failed)
+    error(file, node.id, "", "rule " + spec.name + " could not be compiled");
   if (node.rule_name == "RuleSetExit") {
     auto& name = params["name"];
     std::string exit = name.is_constant() ? name.constant_value().to_text() : "";
     auto it = std::find(rs.exits.begin(), rs.exits.end(), exit);
     if (it == rs.exits.end())
-      error(file, node.id, "name", "exit '" + exit + "' is not listed in the rule set's \"exits\" (" + join(rs.exits) + ")");
+      error(
+          file, node.id, "name",
+          "exit '" + exit + "' is not listed in the rule set's \"exits\" (" + join(rs.exits) + ")");
     else
       node.exit_index = static_cast<int>(it - rs.exits.begin());
   }
@@ -981,8 +1040,10 @@ void Loader::compute_exits(RuleSet& rs, const json::object& doc) {
       error(file, "", "exits", "must be a list of chain point names");
     } else {
       for (auto& x : e->get_array()) {
-        if (!x.is_string()) error(file, "", "exits", "must be a list of strings");
-        else rs.exits.emplace_back(x.get_string());
+        if (!x.is_string())
+          error(file, "", "exits", "must be a list of strings");
+        else
+          rs.exits.emplace_back(x.get_string());
       }
     }
   }
@@ -1005,11 +1066,14 @@ void Loader::compile_ruleset(RuleSet& rs, const json::object& doc) {
   static const std::set<std::string, std::less<>> known = {
       "name", "description", "start", "exits", "rules", "format", "params", "result"};
   for (auto& [k, v] : doc)
-    if (!known.count(std::string_view(k))) warning(file, "", std::string(k), "unknown field, ignored");
+    if (!known.count(std::string_view(k)))
+      warning(file, "", std::string(k), "unknown field, ignored");
   const json::object* rules = nullptr;
   if (auto* r = doc.if_contains("rules")) {
-    if (!r->is_object()) error(file, "", "rules", "must be an object of node id to node");
-    else rules = &r->get_object();
+    if (!r->is_object())
+      error(file, "", "rules", "must be an object of node id to node");
+    else
+      rules = &r->get_object();
   } else {
     error(file, "", "rules", "missing: a rule set needs \"rules\"");
   }
@@ -1021,7 +1085,8 @@ void Loader::compile_ruleset(RuleSet& rs, const json::object& doc) {
     node->id = std::string(id);
     by_id[node->id] = node.get();
     defs.push_back(def.is_object() ? &def.get_object() : nullptr);
-    if (!def.is_object()) error(file, node->id, "", std::string("must be an object, got ") + json_kind_name(def));
+    if (!def.is_object())
+      error(file, node->id, "", std::string("must be an object, got ") + json_kind_name(def));
     rs.nodes.push_back(std::move(node));
   }
   for (size_t i = 0; i < rs.nodes.size(); ++i)
@@ -1044,8 +1109,8 @@ void Loader::compile_ruleset(RuleSet& rs, const json::object& doc) {
         if (known_type)
           error(file, node.id, "then." + std::string(cp),
                 (node.ruleset ? "rule set " : "rule ") + node.rule_name + " has no chain point '" +
-                    std::string(cp) + "'" + suggest(cp, node.chain_names) + "; it has: " +
-                    join(node.chain_names));
+                    std::string(cp) + "'" + suggest(cp, node.chain_names) +
+                    "; it has: " + join(node.chain_names));
         continue;
       }
       auto idx = static_cast<size_t>(it - node.chain_names.begin());
@@ -1081,7 +1146,8 @@ void Loader::compile_ruleset(RuleSet& rs, const json::object& doc) {
   // Start node and reachability.
   auto* start = doc.if_contains("start");
   if (!start || !start->is_string()) {
-    if (!rs.nodes.empty()) error(file, "", "start", "missing: name the node the rule set starts at");
+    if (!rs.nodes.empty())
+      error(file, "", "start", "missing: name the node the rule set starts at");
     return;
   }
   auto s = by_id.find(std::string(start->get_string()));
@@ -1122,7 +1188,8 @@ void Loader::compile_ruleset(RuleSet& rs, const json::object& doc) {
         int& st = state[t];
         if (st == 1) {
           error(file, n->id, "then." + n->chain_names[c],
-                "leads back to node '" + t->id + "', which would loop forever (use ForEach to repeat)");
+                "leads back to node '" + t->id +
+                    "', which would loop forever (use ForEach to repeat)");
         } else if (st == 0) {
           st = 1;
           path.push_back({t, 0, 0});  // invalidates f
@@ -1141,7 +1208,8 @@ void Loader::compile_ruleset(RuleSet& rs, const json::object& doc) {
   }
   for (auto& n : rs.nodes)
     if (!seen.count(n.get()))
-      warning(file, n->id, "", "unreachable: no chain point leads here from start '" + rs.start->id + "'");
+      warning(file, n->id, "",
+              "unreachable: no chain point leads here from start '" + rs.start->id + "'");
 }
 
 LoadResult Loader::run() {
@@ -1162,7 +1230,8 @@ LoadResult Loader::run() {
   check_cycles();
   if (manifest_.is_object()) {
     auto& m = manifest_.get_object();
-    if (m.if_contains("ruleset") && m.at("ruleset").is_string()) cfg_->entry = ruleset_ref(m, "ruleset");
+    if (m.if_contains("ruleset") && m.at("ruleset").is_string())
+      cfg_->entry = ruleset_ref(m, "ruleset");
     cfg_->content = ruleset_ref(m, "content_ruleset");
     cfg_->startup = ruleset_ref(m, "startup_ruleset");
     cfg_->completion = ruleset_ref(m, "completion_ruleset");
@@ -1173,8 +1242,11 @@ LoadResult Loader::run() {
           continue;
         }
         const RuleSet* rs = cfg_->find_ruleset(std::string_view(v.get_string()));
-        if (!rs) error("cap.json", "", "modes." + std::string(k), "rule set '" + std::string(v.get_string()) + "' does not exist");
-        else cfg_->modes.emplace_back(std::string(k), rs);
+        if (!rs)
+          error("cap.json", "", "modes." + std::string(k),
+                "rule set '" + std::string(v.get_string()) + "' does not exist");
+        else
+          cfg_->modes.emplace_back(std::string(k), rs);
       }
     }
   }
